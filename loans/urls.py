@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+app_name = "loans"
+
+urlpatterns = [
+    path("", views.loan_list, name="loan_list"),
+    path("<int:pk>/", views.loan_detail, name="loan_detail"),
+    path("borrowers/", views.borrower_list, name="borrower_list"),
+    path("borrowers/<int:pk>/", views.borrower_detail, name="borrower_detail"),
+]

@@ -1,0 +1,83 @@
+"""factory-boy factories for the loan book and monitoring."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from loans import models
+
+
+class BranchFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Branch
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"B{n:03d}")
+    name = factory.LazyAttribute(lambda o: f"Branch {o.code}")
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.django.Password("correct-horse-battery")
+
+    @factory.post_generation
+    def roles(self, create, extracted, **kwargs):
+        for role in extracted or ():
+            self.groups.add(Group.objects.get(name=role))
+
+    @factory.post_generation
+    def branches(self, create, extracted, **kwargs):
+        for branch in extracted or ():
+            branch.staff.add(self)
+
+
+class BorrowerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Borrower
+
+    registration_number = factory.Sequence(lambda n: f"REG{n:07d}")
+    legal_name = factory.Sequence(lambda n: f"Borrower {n} Ltd")
+    industry_code = "445299"
+    size_class = models.SizeClass.SMALL
+    branch = factory.SubFactory(BranchFactory)
+
+
+class LoanFactory(factory.django.DjangoModelFactory):
+    """A 12-month annuity of 12,000.00 at 6% (30/360); no instalments unless asked."""
+
+    class Meta:
+        model = models.Loan
+
+    contract_number = factory.Sequence(lambda n: f"LN{n:08d}")
+    borrower = factory.SubFactory(BorrowerFactory)
+    branch = factory.LazyAttribute(lambda o: o.borrower.branch)
+    product = models.Product.WORKING_CAPITAL
+    currency = "USD"
+    principal = Decimal("12000.00")
+    disbursement_date = date(2023, 1, 1)
+    maturity_date = date(2024, 1, 1)
+    annual_rate = Decimal("0.060000")
+    day_count = models.DayCount.THIRTY_360
+    repayment_method = models.RepaymentMethod.ANNUITY
+    frequency = models.Frequency.MONTHLY
+
+
+class InstalmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Instalment
+
+    loan = factory.SubFactory(LoanFactory)
+    number = factory.Sequence(lambda n: n + 1)
+    due_date = date(2023, 2, 1)
+    principal_due = Decimal("1000.00")
+    interest_due = Decimal("50.00")
