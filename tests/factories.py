@@ -6,6 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 import factory
+from dateutil.relativedelta import relativedelta
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
@@ -65,7 +66,7 @@ class LoanFactory(factory.django.DjangoModelFactory):
     currency = "USD"
     principal = Decimal("12000.00")
     disbursement_date = date(2023, 1, 1)
-    maturity_date = date(2024, 1, 1)
+    maturity_date = factory.LazyAttribute(lambda o: o.disbursement_date + relativedelta(years=1))
     annual_rate = Decimal("0.060000")
     day_count = models.DayCount.THIRTY_360
     repayment_method = models.RepaymentMethod.ANNUITY

@@ -1,5 +1,6 @@
 /*
- * Postloan progressive enhancement. Every page works without this file.
+ * Postloan progressive enhancement. Pages stay usable without this file, but forms
+ * then submit without confirmation and charts are not drawn.
  *
  * 1. Confirmation before submit: <form data-confirm="Close this alert?"> shows a
  *    confirm() dialog before the form is submitted. A submit button may carry its
@@ -38,7 +39,10 @@
     if (sourceId) {
       var source = document.getElementById(sourceId);
       if (!source) {
-        throw new Error('data-chart-source "' + sourceId + '" does not match any element id');
+        throw new Error(
+          'no element with id "' + sourceId + '" for data-chart-source. ' +
+            'Render the config with {{ value|json_script:"' + sourceId + '" }}.'
+        );
       }
       return JSON.parse(source.textContent);
     }
@@ -56,7 +60,10 @@
       return;
     }
     if (typeof window.Chart === "undefined") {
-      console.error("postloan.js: Chart.js is not loaded, so " + canvases.length + " chart(s) were not drawn.");
+      console.error(
+        "postloan.js: Chart.js is not loaded, so " + canvases.length +
+          " chart(s) were not drawn. Load chartjs/chart.umd.min.js before postloan.js."
+      );
       return;
     }
 
