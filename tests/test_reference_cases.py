@@ -1,4 +1,4 @@
-"""Faults other loan systems shipped, each reduced to a scenario with its right answer."""
+"""Faults that other loan systems shipped, each reduced to a scenario with its correct result."""
 
 from __future__ import annotations
 
