@@ -7,9 +7,14 @@ book. Every page, list, search and download goes through these functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, QuerySet
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
 from .models import Borrower, Loan
@@ -54,6 +59,19 @@ def sees_whole_book(user: User) -> bool:
 
 def has_any_role(user: User) -> bool:
     return user.is_authenticated and (user.is_superuser or bool(role_names(user)))
+
+
+def role_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wrap a page view: anonymous users are sent to log in, users with no role get 403."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not has_any_role(request.user):
+            raise PermissionDenied("No Postloan role is assigned to this user.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def visible_loans(user: User) -> QuerySet[Loan]:
