@@ -64,3 +64,14 @@ def make_scheduled_loan():
         return loan
 
     return make
+
+
+@pytest.fixture
+def role_groups(django_db_blocker):
+    """Recreate the role groups, which a flushed database (transactional tests) loses."""
+    from django.apps import apps
+
+    from loans.roles import create_role_groups
+
+    with django_db_blocker.unblock():
+        create_role_groups(apps)

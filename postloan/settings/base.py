@@ -129,6 +129,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = 55 * 60
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Queue for every task (Celery's default name is "celery"). Installations, or
+# test runs, that share one Redis database need a queue each, because a worker
+# takes any task from its queue whatever database the task was meant for.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 
 # Loans per close-of-day chunk: large enough that per-chunk overhead (one
 # transaction, a few statements) is small, small enough that one chunk's
