@@ -241,7 +241,23 @@ class Instalment(models.Model):
                 name="instalment_not_overpaid",
             ),
         ]
-        indexes = [models.Index(fields=["loan", "due_date"])]
+        indexes = [
+            models.Index(fields=["loan", "due_date"]),
+            # The close-of-day run reads only instalments not yet settled; on
+            # PostgreSQL the included columns let it do so from the index alone.
+            models.Index(
+                fields=["loan", "due_date"],
+                include=["principal_due", "interest_due", "principal_paid", "interest_paid", "id"],
+                condition=Q(settled_on__isnull=True),
+                name="instalment_unsettled_idx",
+            ),
+            # Finds instalments settled after a past as-of date when close-of-day is re-run.
+            models.Index(
+                fields=["settled_on"],
+                condition=Q(settled_on__isnull=False),
+                name="instalment_settled_on_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.loan_id} #{self.number} {self.due_date}"
@@ -315,6 +331,9 @@ class RepaymentAllocation(models.Model):
             models.Index(fields=["loan", "value_date"]),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.repayment_id} -> {self.instalment_id}"
+
 
 class WriteOff(models.Model):
     loan = models.OneToOneField(Loan, on_delete=models.PROTECT, related_name="write_off")
@@ -333,6 +352,9 @@ class WriteOff(models.Model):
                 name="write_off_amounts_not_negative",
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.loan_id} written off {self.written_off_on}"
 
 
 class GuarantorKind(models.TextChoices):
@@ -410,6 +432,9 @@ class Guarantee(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.guarantor_id} guarantees {self.loan_id}"
+
 
 class CollateralKind(models.TextChoices):
     COMMERCIAL_REAL_ESTATE = "commercial_real_estate", _("Commercial real estate")
@@ -474,6 +499,9 @@ class CollateralValuation(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.collateral_id} {self.valued_on} {self.value}"
+
 
 class CollateralPledge(models.Model):
     collateral = models.ForeignKey(Collateral, on_delete=models.CASCADE, related_name="pledges")
@@ -496,6 +524,9 @@ class CollateralPledge(models.Model):
                 condition=Q(share__gt=0) & Q(share__lte=1), name="pledge_share_range"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.collateral_id} pledged to {self.loan_id}"
 
 
 class LoanPosition(models.Model):
@@ -530,6 +561,9 @@ class LoanPosition(models.Model):
         verbose_name = _("loan position")
         verbose_name_plural = _("loan positions")
         indexes = [models.Index(fields=["as_of", "dpd_bucket"])]
+
+    def __str__(self) -> str:
+        return f"{self.loan_id} as of {self.as_of}"
 
     @property
     def required_provision(self) -> Decimal:

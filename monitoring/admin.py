@@ -8,7 +8,17 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from loans.admin import ReadOnlyAdmin
 
-from .models import ClassificationChange, EarlyWarning, JobRun
+from .models import (
+    ClassificationChange,
+    EarlyWarning,
+    ExternalSignal,
+    JobRun,
+    Notification,
+    SeverityDeadline,
+    WarningAction,
+    WarningRule,
+    WatchedIndustry,
+)
 
 
 @admin.register(JobRun)
@@ -99,3 +109,44 @@ class ClassificationChangeAdmin(ReadOnlyAdmin):
     list_select_related = ("loan",)
     search_fields = ("^loan__contract_number",)
     raw_id_fields = ("loan", "job_run")
+
+
+@admin.register(WarningRule)
+class WarningRuleAdmin(SimpleHistoryAdmin):
+    list_display = ("code", "family", "severity", "enabled", "thresholds", "updated_at")
+    list_filter = ("family", "severity", "enabled")
+    readonly_fields = ("code", "family")
+
+
+@admin.register(SeverityDeadline)
+class SeverityDeadlineAdmin(SimpleHistoryAdmin):
+    list_display = ("severity", "days")
+
+
+@admin.register(WarningAction)
+class WarningActionAdmin(ReadOnlyAdmin):
+    list_display = ("warning", "kind", "performed_by", "performed_at", "assigned_to")
+    list_filter = ("kind",)
+    list_select_related = ("warning", "performed_by", "assigned_to")
+    show_full_result_count = False
+
+
+@admin.register(ExternalSignal)
+class ExternalSignalAdmin(SimpleHistoryAdmin):
+    list_display = ("borrower", "kind", "observed_on", "ended_on", "recorded_by")
+    list_filter = ("kind",)
+    raw_id_fields = ("borrower", "recorded_by")
+    search_fields = ("^borrower__legal_name",)
+
+
+@admin.register(WatchedIndustry)
+class WatchedIndustryAdmin(SimpleHistoryAdmin):
+    list_display = ("code_prefix", "reason", "active")
+    list_filter = ("active",)
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    list_display = ("recipient", "message", "created_at", "read_at")
+    raw_id_fields = ("recipient", "warning")
+    show_full_result_count = False

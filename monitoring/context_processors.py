@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from .selectors import get_business_date
 from loans.access import role_names
+
+from .selectors import get_business_date
 
 
 def business_date(request: HttpRequest) -> dict:

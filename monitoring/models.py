@@ -102,6 +102,8 @@ class EarlyWarning(models.Model):
         blank=True,
         related_name="assigned_warnings",
     )
+    deadline = models.DateField(_("deadline"), null=True, blank=True)
+    escalated_at = models.DateTimeField(_("escalated at"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     closing_reason = models.CharField(_("closing reason"), max_length=255, blank=True)
     created_by_run = models.ForeignKey(
@@ -156,3 +158,181 @@ class ClassificationChange(models.Model):
         verbose_name = _("classification change")
         verbose_name_plural = _("classification changes")
         indexes = [models.Index(fields=["loan", "as_of"])]
+
+    def __str__(self) -> str:
+        return f"{self.loan_id} {self.previous_class}->{self.new_class} {self.as_of}"
+
+
+class WarningRule(models.Model):
+    """The administrator's settings of one early-warning rule defined in code."""
+
+    code = models.CharField(_("code"), max_length=40, unique=True)
+    family = models.CharField(_("family"), max_length=20, choices=WarningFamily.choices)
+    severity = models.CharField(_("severity"), max_length=10, choices=Severity.choices)
+    description = models.CharField(_("description"), max_length=255)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    thresholds = models.JSONField(_("thresholds"), default=dict, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["family", "code"]
+        verbose_name = _("warning rule")
+        verbose_name_plural = _("warning rules")
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class SeverityDeadline(models.Model):
+    """Days a warning of a severity may stay unresolved before it is overdue."""
+
+    severity = models.CharField(_("severity"), max_length=10, choices=Severity.choices, unique=True)
+    days = models.PositiveSmallIntegerField(_("days to resolve"))
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["days"]
+        verbose_name = _("warning deadline")
+        verbose_name_plural = _("warning deadlines")
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.days}"
+
+
+class ActionKind(models.TextChoices):
+    ACKNOWLEDGE = "acknowledge", _("Acknowledged")
+    ASSIGN = "assign", _("Assigned")
+    START = "start", _("Work started")
+    CONTACT_BORROWER = "contact_borrower", _("Contacted the borrower")
+    SPECIAL_INSPECTION = "special_inspection", _("Requested a special inspection")
+    DEMAND_COLLATERAL = "demand_collateral", _("Demanded more collateral")
+    FREEZE_LIMITS = "freeze_limits", _("Froze undrawn limits")
+    ACCELERATE = "accelerate", _("Accelerated the loan")
+    PROPOSE_RESTRUCTURING = "propose_restructuring", _("Proposed restructuring")
+    LEGAL_ACTION = "legal_action", _("Took legal action")
+    NOTE = "note", _("Note")
+    ESCALATE = "escalate", _("Escalated")
+    RESOLVE = "resolve", _("Resolved")
+    DISMISS = "dismiss", _("Dismissed")
+
+    @classmethod
+    def disposals(cls) -> list[str]:
+        return [
+            cls.CONTACT_BORROWER,
+            cls.SPECIAL_INSPECTION,
+            cls.DEMAND_COLLATERAL,
+            cls.FREEZE_LIMITS,
+            cls.ACCELERATE,
+            cls.PROPOSE_RESTRUCTURING,
+            cls.LEGAL_ACTION,
+            cls.NOTE,
+        ]
+
+
+class WarningAction(models.Model):
+    """One step in a warning's timeline: who did what, when, and why."""
+
+    warning = models.ForeignKey(EarlyWarning, on_delete=models.CASCADE, related_name="actions")
+    kind = models.CharField(_("action"), max_length=30, choices=ActionKind.choices)
+    note = models.TextField(_("note"), blank=True)
+    performed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("Empty for steps taken by the close-of-day run."),
+    )
+    performed_at = models.DateTimeField(_("performed at"))
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["warning", "performed_at", "id"]
+        verbose_name = _("warning action")
+        verbose_name_plural = _("warning actions")
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.warning_id}"
+
+
+class SignalKind(models.TextChoices):
+    LITIGATION = "litigation", _("Litigation")
+    ENFORCEMENT = "enforcement", _("Enforcement")
+    TAX_ARREARS = "tax_arrears", _("Tax arrears")
+    KEY_PERSON_LEAVING = "key_person_leaving", _("Key person leaving")
+    NEGATIVE_NEWS = "negative_news", _("Negative news")
+    PRODUCTION_HALT = "production_halt", _("Production halt")
+
+
+class ExternalSignal(models.Model):
+    """A fact about a borrower recorded by staff, such as litigation or tax arrears."""
+
+    borrower = models.ForeignKey(
+        "loans.Borrower", on_delete=models.CASCADE, related_name="external_signals"
+    )
+    kind = models.CharField(_("kind"), max_length=30, choices=SignalKind.choices)
+    description = models.TextField(_("description"))
+    observed_on = models.DateField(_("observed on"))
+    ended_on = models.DateField(
+        _("ended on"), null=True, blank=True, help_text=_("Empty while the signal applies.")
+    )
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    recorded_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-observed_on"]
+        verbose_name = _("external signal")
+        verbose_name_plural = _("external signals")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ended_on__isnull=True) | Q(ended_on__gte=models.F("observed_on")),
+                name="signal_ends_after_observed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.borrower_id} {self.observed_on}"
+
+
+class WatchedIndustry(models.Model):
+    """An industry code prefix on the watch list (NAICS "4411" covers 441110...)."""
+
+    code_prefix = models.CharField(_("industry code prefix"), max_length=10, unique=True)
+    reason = models.CharField(_("reason"), max_length=255)
+    active = models.BooleanField(_("active"), default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["code_prefix"]
+        verbose_name = _("watched industry")
+        verbose_name_plural = _("watched industries")
+
+    def __str__(self) -> str:
+        return self.code_prefix
+
+
+class Notification(models.Model):
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    warning = models.ForeignKey(
+        EarlyWarning, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    message = models.CharField(_("message"), max_length=500)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        indexes = [models.Index(fields=["recipient", "read_at"])]
+
+    def __str__(self) -> str:
+        return self.message

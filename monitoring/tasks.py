@@ -1,6 +1,7 @@
 """Celery tasks: thin wrappers around the close-of-day run.
 
-The run is a chord of chord: phase 1 chunks, then phase 2 chunks, then the
+The run is a chord of chord: phase 1 chunks, then one task that prepares
+phase 2 (see `prepare_classification`) and queues its chunks, then the
 finish. With no broker configured the same chords run in-process.
 """
 
@@ -19,27 +20,37 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name="monitoring.refresh_chunk")
-def refresh_chunk(run_id: int, as_of: str, low: int, high: int) -> dict[str, int]:
+def refresh_chunk(run_id: int, as_of: str, low: int, high: int) -> cod.ChunkResult:
     return cod.run_refresh_chunk(run_id, date.fromisoformat(as_of), low, high)
 
 
 @shared_task(name="monitoring.classify_chunk")
-def classify_chunk(run_id: int, as_of: str, low: int, high: int) -> dict[str, int]:
-    return cod.run_classify_chunk(run_id, date.fromisoformat(as_of), low, high)
+def classify_chunk(
+    run_id: int, as_of: str, low: int, high: int, contagious: list[int]
+) -> cod.ChunkResult:
+    return cod.run_classify_chunk(run_id, date.fromisoformat(as_of), low, high, contagious)
 
 
 @shared_task(name="monitoring.start_classification")
 def start_classification(
-    refresh_counts: list[dict], run_id: int, as_of: str, chunks: list[list[int]]
+    refresh_results: list[dict], run_id: int, as_of: str, chunks: list[list[int]]
 ) -> None:
-    header = group(classify_chunk.si(run_id, as_of, low, high) for low, high in chunks)
-    body = finish.s(run_id, refresh_counts).on_error(mark_failed.s(run_id=run_id))
+    contagious, prepare_result = cod.prepare_classification(
+        run_id, date.fromisoformat(as_of), [(low, high) for low, high in chunks]
+    )
+    header = group(
+        classify_chunk.si(run_id, as_of, low, high, loans)
+        for (low, high), loans in zip(chunks, contagious, strict=True)
+    )
+    body = finish.s(run_id, [*refresh_results, prepare_result]).on_error(
+        mark_failed.s(run_id=run_id)
+    )
     chord(header)(body)
 
 
 @shared_task(name="monitoring.finish_close_of_day")
-def finish(classify_counts: list[dict], run_id: int, refresh_counts: list[dict]) -> int:
-    cod.finish_run(run_id, refresh_counts + classify_counts)
+def finish(classify_results: list[dict], run_id: int, refresh_results: list[dict]) -> int:
+    cod.finish_run(run_id, refresh_results + classify_results)
     return run_id
 
 
@@ -78,3 +89,16 @@ def close_of_day(as_of: str | None = None) -> int:
     business_date = date.fromisoformat(as_of) if as_of else timezone.localdate()
     run = dispatch_close_of_day(business_date, triggered_by="schedule")
     return run.pk
+
+
+@shared_task(name="monitoring.escalate_overdue_warnings")
+def escalate_overdue_warnings(as_of: str | None = None) -> int:
+    """Set missing deadlines, then escalate red warnings past theirs; return how many escalated.
+
+    The beat schedule calls it daily without `as_of`, which means today's date.
+    """
+    from . import services
+
+    business_date = date.fromisoformat(as_of) if as_of else timezone.localdate()
+    services.set_missing_deadlines(business_date)
+    return services.escalate_overdue(business_date)

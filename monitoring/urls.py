@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_warnings
 
 app_name = "monitoring"
 
@@ -8,4 +8,14 @@ urlpatterns = [
     path("job-runs/", views.jobrun_list, name="jobrun_list"),
     path("job-runs/<int:pk>/", views.jobrun_detail, name="jobrun_detail"),
     path("job-runs/<int:pk>/progress/", views.jobrun_progress, name="jobrun_progress"),
+    path("warnings/", views_warnings.warning_queue_view, name="warning_queue"),
+    path("warnings/assign/", views_warnings.warning_bulk_assign, name="warning_bulk_assign"),
+    path("warnings/<int:pk>/", views_warnings.warning_detail, name="warning_detail"),
+    path("warnings/<int:pk>/action/", views_warnings.warning_action, name="warning_action"),
+    path("notifications/", views_warnings.notification_list, name="notifications"),
+    path(
+        "notifications/read/",
+        views_warnings.notification_mark_read,
+        name="notification_mark_read",
+    ),
 ]

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from loans import models
+from monitoring import models as monitoring_models
 
 
 class BranchFactory(factory.django.DjangoModelFactory):
@@ -82,3 +83,19 @@ class InstalmentFactory(factory.django.DjangoModelFactory):
     due_date = date(2023, 2, 1)
     principal_due = Decimal("1000.00")
     interest_due = Decimal("50.00")
+
+
+class EarlyWarningFactory(factory.django.DjangoModelFactory):
+    """An open red REP_DPD_90 warning first seen on 2023-07-01."""
+
+    class Meta:
+        model = monitoring_models.EarlyWarning
+
+    loan = factory.SubFactory(LoanFactory)
+    rule_code = "REP_DPD_90"
+    family = monitoring_models.WarningFamily.REPAYMENT
+    severity = monitoring_models.Severity.RED
+    status = monitoring_models.WarningStatus.OPEN
+    first_seen_on = date(2023, 7, 1)
+    last_seen_on = factory.LazyAttribute(lambda o: o.first_seen_on)
+    evidence = factory.LazyAttribute(lambda o: {"days_past_due": 120, "as_of": str(o.last_seen_on)})

@@ -44,7 +44,9 @@ def test_payment_on_disbursement_day_keeps_loan_current(make_scheduled_loan):
     for as_of in (date(2024, 12, 9), date(2024, 12, 31), date(2025, 1, 5)):
         dispatch_close_of_day(as_of)
         position = _position(loan)
-        results.append((position.days_past_due, position.overdue_principal, position.overdue_interest))
+        results.append(
+            (position.days_past_due, position.overdue_principal, position.overdue_interest)
+        )
 
     assert results == [(0, Decimal("0.00"), Decimal("0.00"))] * 3
 

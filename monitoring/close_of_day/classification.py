@@ -1,12 +1,16 @@
 """Close-of-day step 3: classification floors, IFRS 9 stage and provisions.
 
 Runs after every chunk's positions are written, because debtor contagion
-looks at all the loans of a borrower, whichever chunk they are in.
+looks at all the loans of a borrower, whichever chunk they are in. One
+grouped query over the whole book (`contagious_loans`) finds them, and each
+chunk receives its share of the result.
 
 Per chunk, the decision for each loan is computed once into a temporary
 table; the class changes, the loan updates, the loan history rows and the
 provision updates are then set-wise statements over that table. Floors only
-move a class down (to a worse class); moving up needs the committee.
+move a class down (to a worse class); moving up needs the committee. The
+positions step has already written provisions for the class each loan's own
+floors give, so only the positions that debtor contagion moves are rewritten.
 """
 
 from __future__ import annotations
@@ -18,12 +22,20 @@ from decimal import Decimal
 
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from loans.models import Loan, RiskClass
 
-from ..sql import as_of_param, greatest
+from ..sql import (
+    analyze,
+    as_of_param,
+    disable_parallel_query,
+    greatest,
+    in_parameter,
+    in_parameter_value,
+    is_distinct,
+)
 
 
 @dataclass(frozen=True)
@@ -54,103 +66,215 @@ def current_policy() -> ClassificationPolicy:
     return ClassificationPolicy(**overrides)
 
 
-def _own_floor_case(policy: ClassificationPolicy) -> tuple[str, str]:
-    """Return SQL for each loan's own floor and the reason code behind it."""
+def _own_floor_case(
+    policy: ClassificationPolicy, loan: str = "l", position: str = "p"
+) -> tuple[str, str]:
+    """Return SQL for each loan's own floor and the reason code behind it.
+
+    `loan` and `position` are the aliases of the rows holding the loan's
+    status and its new position's `is_open` and `days_past_due`.
+    """
     rules = [
-        ("l.status = 'written_off' AND NOT p.is_open", RiskClass.LOSS, "written_off"),
-        (f"p.days_past_due > {policy.loss_after_days}", RiskClass.LOSS, "dpd_over_loss"),
-        (f"p.days_past_due > {policy.doubtful_after_days}", RiskClass.DOUBTFUL, "dpd_over_doubtful"),
         (
-            f"p.days_past_due > {policy.substandard_after_days}",
+            f"{loan}.status = 'written_off' AND NOT {position}.is_open",
+            RiskClass.LOSS,
+            "written_off",
+        ),
+        (f"{position}.days_past_due > {policy.loss_after_days}", RiskClass.LOSS, "dpd_over_loss"),
+        (
+            f"{position}.days_past_due > {policy.doubtful_after_days}",
+            RiskClass.DOUBTFUL,
+            "dpd_over_doubtful",
+        ),
+        (
+            f"{position}.days_past_due > {policy.substandard_after_days}",
             RiskClass.SUBSTANDARD,
             "dpd_over_substandard",
         ),
         (
-            f"p.days_past_due > {policy.technical_delay_days}",
+            f"{position}.days_past_due > {policy.technical_delay_days}",
             RiskClass.SPECIAL_MENTION,
             "overdue",
         ),
-        ("l.status = 'restructured' AND p.is_open", RiskClass.SPECIAL_MENTION, "restructured"),
+        (
+            f"{loan}.status = 'restructured' AND {position}.is_open",
+            RiskClass.SPECIAL_MENTION,
+            "restructured",
+        ),
     ]
     floor = " ".join(f"WHEN {condition} THEN {int(cls)}" for condition, cls, _ in rules)
     reason = " ".join(f"WHEN {condition} THEN '{code}'" for condition, _, code in rules)
     return f"CASE {floor} ELSE 1 END", f"CASE {reason} ELSE '' END"
 
 
-def _decision_select(policy: ClassificationPolicy) -> str:
-    d = as_of_param()
-    own_floor, own_reason = _own_floor_case(policy)
+def _default_trigger(policy: ClassificationPolicy, position: str, risk_class: str) -> str:
+    """Return the condition that makes an open loan count as defaulted on the as-of date."""
     npl = ", ".join(str(int(c)) for c in RiskClass.non_performing())
-    contagion_floor = (
-        f"CASE WHEN f.is_open AND b.total_outstanding > 0 "
-        f"AND b.npl_outstanding > b.total_outstanding * {policy.contagion_share} "
-        f"THEN {int(RiskClass.SUBSTANDARD)} ELSE 1 END"
+    return (
+        f"{position}.is_open AND ({position}.days_past_due > {policy.stage_3_after_days} "
+        f"OR {risk_class} IN ({npl}))"
     )
-    new_class = greatest("f.risk_class", "f.own_floor", contagion_floor)
+
+
+def _provision_columns(policy: ClassificationPolicy, position: str, risk_class: str) -> dict:
+    """Return SQL for the provisions and default trigger of a loan in class `risk_class`.
+
+    `position` is the alias of a row with `is_open`, `days_past_due` and
+    `outstanding_principal`; the trigger column is the as-of date or NULL.
+    """
+    p = position
+    specific_rate = _specific_rate_case(policy, risk_class)
+    return {
+        "specific_provision": (
+            f"CASE WHEN {p}.is_open THEN ROUND({p}.outstanding_principal * {specific_rate}, 2) "
+            f"ELSE 0 END"
+        ),
+        "general_provision": (
+            f"CASE WHEN {p}.is_open "
+            f"THEN ROUND({p}.outstanding_principal * {policy.general_provision_rate}, 2) "
+            f"ELSE 0 END"
+        ),
+        "last_default_trigger_on": (
+            f"CASE WHEN {_default_trigger(policy, p, risk_class)} THEN {as_of_param()} END"
+        ),
+    }
+
+
+def provisional_provisions(policy: ClassificationPolicy, position: str) -> dict[str, str]:
+    """Return SQL for a position's provisions before debtor contagion is known.
+
+    Used by the positions step, where `position` is the alias of a row with
+    the loan's `status` and `risk_class` and its new figures. The class
+    assumed is the loan's class moved down to its own floor. Only debtor
+    contagion can make the final class worse, and classification rewrites
+    the positions of the loans it moves.
+    """
+    own_floor, _reason = _own_floor_case(policy, loan=position, position=position)
+    return _provision_columns(policy, position, greatest(f"{position}.risk_class", own_floor))
+
+
+def contagious_loans_query(policy: ClassificationPolicy) -> str:
+    """Return the loans of every borrower that debtor contagion makes non-performing.
+
+    A borrower is contagious when more than the contagion share of its open
+    outstanding principal is non-performing, counting each loan at its class
+    moved down to its own floor. Classification only ever moves a class down
+    to these floors or to the contagion floor, so chunks that have already
+    run do not change which borrowers are contagious. Computing the set once,
+    before the chunks, therefore gives the same result as computing it in
+    each chunk.
+    """
+    d = as_of_param()
+    own_floor, _reason = _own_floor_case(policy)
+    npl = ", ".join(str(int(c)) for c in RiskClass.non_performing())
     return f"""
-        WITH f AS (
-            SELECT l.id AS loan_id, l.borrower_id, l.risk_class, l.ifrs9_stage, l.status,
-                   p.is_open, p.days_past_due, p.outstanding_principal,
-                   p.last_default_trigger_on,
-                   {own_floor} AS own_floor, {own_reason} AS own_reason
+        SELECT l.id FROM loans_loan l
+        WHERE l.borrower_id IN (
+            SELECT l.borrower_id
             FROM loans_loan l
             JOIN loans_loanposition p ON p.loan_id = l.id AND p.as_of = {d}
-            WHERE l.borrower_id IN (
-                SELECT borrower_id FROM loans_loan WHERE id BETWEEN %(low)s AND %(high)s
-            )
-        ),
-        b AS (
-            SELECT borrower_id,
-                   SUM(outstanding_principal) AS total_outstanding,
-                   SUM(CASE WHEN {greatest("risk_class", "own_floor")} IN ({npl})
-                            THEN outstanding_principal ELSE 0 END) AS npl_outstanding
-            FROM f WHERE is_open GROUP BY borrower_id
+            WHERE p.is_open
+            GROUP BY l.borrower_id
+            HAVING SUM(p.outstanding_principal) > 0
+               AND SUM(CASE WHEN {greatest("l.risk_class", own_floor)} IN ({npl})
+                            THEN p.outstanding_principal ELSE 0 END)
+                   > SUM(p.outstanding_principal) * {policy.contagion_share}
+        )
+        ORDER BY l.id
+    """
+
+
+def contagious_loans(as_of: date) -> list[int]:
+    """Return the ids of the loans of contagious borrowers, as of `as_of`, in order.
+
+    Run it after every position is refreshed and before any chunk is classified.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        disable_parallel_query(cursor)
+        cursor.execute(contagious_loans_query(current_policy()), {"as_of": as_of})
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _decision_select(policy: ClassificationPolicy) -> str:
+    """Return each loan of the chunk with its new class, stage and provisions.
+
+    The parameter `contagious` contains the chunk's loans of contagious borrowers.
+    """
+    d = as_of_param()
+    own_floor, own_reason = _own_floor_case(policy)
+    contagious = in_parameter("l.id", "contagious")
+    decision = f"""
+        WITH f AS (
+            SELECT l.id AS loan_id, l.risk_class, l.ifrs9_stage, l.status,
+                   p.is_open, p.days_past_due, p.outstanding_principal,
+                   p.last_default_trigger_on, p.specific_provision, p.general_provision,
+                   {own_floor} AS own_floor, {own_reason} AS own_reason,
+                   CASE WHEN p.is_open AND {contagious} THEN {int(RiskClass.SUBSTANDARD)}
+                        ELSE 1 END AS contagion_floor
+            FROM loans_loan l
+            JOIN loans_loanposition p ON p.loan_id = l.id AND p.as_of = {d}
+            WHERE l.id BETWEEN %(low)s AND %(high)s AND p.loan_id BETWEEN %(low)s AND %(high)s
         )
         SELECT f.loan_id, f.risk_class AS previous_class, f.ifrs9_stage AS previous_stage,
                f.status, f.is_open, f.days_past_due, f.outstanding_principal,
-               f.last_default_trigger_on,
-               {new_class} AS new_class,
-               CASE WHEN f.own_floor >= {contagion_floor} THEN f.own_reason
+               f.last_default_trigger_on, f.specific_provision, f.general_provision,
+               {greatest("f.risk_class", "f.own_floor", "f.contagion_floor")} AS new_class,
+               CASE WHEN f.own_floor >= f.contagion_floor THEN f.own_reason
                     ELSE 'debtor_contagion' END AS reason_code
-        FROM f LEFT JOIN b ON b.borrower_id = f.borrower_id
-        WHERE f.loan_id BETWEEN %(low)s AND %(high)s
+        FROM f
+    """
+    provisions = _provision_columns(policy, "t", "t.new_class")
+    return f"""
+        SELECT t.*, {_stage_case(policy)} AS new_stage,
+               {provisions["specific_provision"]} AS new_specific_provision,
+               {provisions["general_provision"]} AS new_general_provision,
+               COALESCE({provisions["last_default_trigger_on"]}, t.last_default_trigger_on)
+                   AS new_last_default_trigger_on
+        FROM ({decision}) t
     """
 
 
 def _stage_case(policy: ClassificationPolicy) -> str:
     """Return SQL for the IFRS 9 stage, holding stage 3 through its cure period.
 
-    Evaluated in an UPDATE of the decision table, so columns are unqualified.
+    Evaluated over the decision row `t`.
     """
     npl = ", ".join(str(int(c)) for c in RiskClass.non_performing())
-    trigger = f"(days_past_due > {policy.stage_3_after_days} OR new_class IN ({npl}))"
+    trigger = f"(t.days_past_due > {policy.stage_3_after_days} OR t.new_class IN ({npl}))"
     return f"""
         CASE
-            WHEN NOT is_open AND status = 'written_off' THEN 3
+            WHEN NOT t.is_open AND t.status = 'written_off' THEN 3
             WHEN {trigger} THEN 3
-            WHEN previous_stage = 3 AND last_default_trigger_on IS NOT NULL
-                 AND last_default_trigger_on > CASE WHEN status = 'restructured'
+            WHEN t.previous_stage = 3 AND t.last_default_trigger_on IS NOT NULL
+                 AND t.last_default_trigger_on > CASE WHEN t.status = 'restructured'
                      THEN %(cure_restructured)s ELSE %(cure)s END THEN 3
-            WHEN days_past_due > {policy.stage_2_after_days}
-                 OR new_class = {int(RiskClass.SPECIAL_MENTION)} THEN 2
+            WHEN t.days_past_due > {policy.stage_2_after_days}
+                 OR t.new_class = {int(RiskClass.SPECIAL_MENTION)} THEN 2
             ELSE 1
         END
     """
 
 
-def _specific_rate_case(policy: ClassificationPolicy) -> str:
+def _specific_rate_case(policy: ClassificationPolicy, risk_class: str) -> str:
     whens = " ".join(f"WHEN {cls} THEN {rate}" for cls, rate in policy.specific_provision_rates)
-    return f"CASE t.new_class {whens} ELSE 0 END"
+    return f"CASE {risk_class} {whens} ELSE 0 END"
 
 
-def classify_chunk(as_of: date, low: int, high: int, run_id: int) -> dict[str, int]:
-    """Apply the floors to the chunk, set stages and provisions; return counts."""
+def classify_chunk(
+    as_of: date, low: int, high: int, run_id: int, contagious: list[int]
+) -> dict[str, int]:
+    """Apply the floors to the chunk, set stages and provisions; return counts.
+
+    `contagious` lists the chunk's loans of contagious borrowers (see
+    `contagious_loans`).
+    """
     policy = current_policy()
     table = f"cod_decision_{uuid.uuid4().hex[:12]}"
     params = {
         "as_of": as_of,
         "low": low,
         "high": high,
+        "contagious": in_parameter_value(contagious),
         "run_id": run_id,
         "now": timezone.now(),
         "cure": as_of - relativedelta(months=policy.stage_3_cure_months),
@@ -158,10 +282,9 @@ def classify_chunk(as_of: date, low: int, high: int, run_id: int) -> dict[str, i
     }
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE TEMPORARY TABLE {table} AS {_decision_select(policy)}", params)
-        cursor.execute(f"ALTER TABLE {table} ADD COLUMN new_stage INTEGER")
-        cursor.execute(f"UPDATE {table} SET new_stage = {_stage_case(policy)}", params)
+        analyze(cursor, table)
         counts = _record_changes(cursor, table, params)
-        _update_provisions(cursor, table, params, policy)
+        _update_provisions(cursor, table, params)
         cursor.execute(f"DROP TABLE {table}")
     return counts
 
@@ -191,6 +314,7 @@ def _record_changes(cursor, table: str, params: dict) -> dict[str, int]:
         UPDATE loans_loan SET risk_class = t.new_class, ifrs9_stage = t.new_stage
         FROM {table} t
         WHERE loans_loan.id = t.loan_id AND {changed}
+          AND loans_loan.id BETWEEN %(low)s AND %(high)s
         """,
         params,
     )
@@ -213,32 +337,36 @@ def _write_loan_history(cursor, table: str, changed: str, params: dict) -> None:
             {", ".join(columns)}, history_date, history_change_reason, history_type,
             history_user_id
         )
-        SELECT {loan_columns}, %(now)s, 'Close-of-day floor: ' || t.reason_code, '~', NULL
+        SELECT {loan_columns}, %(now)s,
+               CASE WHEN t.new_class <> t.previous_class
+                    THEN 'Close-of-day floor: ' || t.reason_code
+                    ELSE 'Close-of-day IFRS 9 stage: days past due ' || t.days_past_due END,
+               '~', NULL
         FROM loans_loan l JOIN {table} t ON t.loan_id = l.id
-        WHERE {changed}
+        WHERE {changed} AND l.id BETWEEN %(low)s AND %(high)s
         """,
         params,
     )
 
 
-def _update_provisions(cursor, table: str, params: dict, policy: ClassificationPolicy) -> None:
-    npl = ", ".join(str(int(c)) for c in RiskClass.non_performing())
-    d = as_of_param()
+def _update_provisions(cursor, table: str, params: dict) -> None:
+    """Write the provisions and default trigger of the positions whose figures changed."""
+    changed = " OR ".join(
+        [
+            "t.new_specific_provision <> t.specific_provision",
+            "t.new_general_provision <> t.general_provision",
+            is_distinct("t.new_last_default_trigger_on", "t.last_default_trigger_on"),
+        ]
+    )
     cursor.execute(
         f"""
         UPDATE loans_loanposition
-        SET specific_provision = CASE WHEN t.is_open
-                THEN ROUND(t.outstanding_principal * {_specific_rate_case(policy)}, 2)
-                ELSE 0 END,
-            general_provision = CASE WHEN t.is_open
-                THEN ROUND(t.outstanding_principal * {policy.general_provision_rate}, 2)
-                ELSE 0 END,
-            last_default_trigger_on = CASE
-                WHEN t.is_open AND (t.days_past_due > {policy.stage_3_after_days}
-                                    OR t.new_class IN ({npl}))
-                THEN {d} ELSE loans_loanposition.last_default_trigger_on END
+        SET specific_provision = t.new_specific_provision,
+            general_provision = t.new_general_provision,
+            last_default_trigger_on = t.new_last_default_trigger_on
         FROM {table} t
-        WHERE loans_loanposition.loan_id = t.loan_id
+        WHERE loans_loanposition.loan_id = t.loan_id AND ({changed})
+          AND loans_loanposition.loan_id BETWEEN %(low)s AND %(high)s
         """,
         params,
     )

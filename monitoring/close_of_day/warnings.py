@@ -1,28 +1,34 @@
 """Close-of-day step 2: evaluate the warning rules and merge them into warnings.
 
-For each rule and chunk, three statements: refresh the active warnings whose
-rule still fires, open a warning where none is active, and mark the active
-warnings whose condition cleared. The partial unique index on (loan, rule)
-for active warnings keeps one active warning per loan and rule even if two
-runs overlap.
+The hits of every rule for the chunk are computed once into a temporary
+table. Then, for each rule, three statements: refresh the active warnings
+whose rule still fires, open a warning where none is active, and mark the
+active warnings whose condition cleared. The partial unique index on (loan,
+rule) for active warnings keeps one active warning per loan and rule even if
+two runs overlap.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 
 from django.db import connection
 from django.utils import timezone
 
 from ..rules import Rule, all_rules
-from ..sql import as_of_param, json_object
+from ..sql import analyze, as_of_param, json_object
 
 ACTIVE = "('open', 'acknowledged', 'in_progress')"
 
+# Every position of the chunk is as of the run date here, because the rules
+# run in the transaction that has just refreshed them. Filtering on `as_of`
+# as well would let the planner pick the (as_of, dpd_bucket) index, which
+# contains every position already refreshed today, over the primary key range.
 _CHUNK_POSITIONS = """
     FROM loans_loanposition p
     JOIN loans_loan l ON l.id = p.loan_id
-    WHERE p.loan_id BETWEEN %(low)s AND %(high)s AND p.as_of = {d} AND p.is_open
+    WHERE p.loan_id BETWEEN %(low)s AND %(high)s AND p.is_open
 """
 
 
@@ -30,80 +36,101 @@ def _evidence(rule: Rule) -> str:
     return json_object({**rule.evidence, "as_of": "CAST(p.as_of AS TEXT)"})
 
 
-def _refresh_active(rule: Rule) -> str:
-    d = as_of_param()
+def _hits_select(rules: list[Rule]) -> str:
+    """Return one row per loan of the chunk and rule that fires, with the evidence."""
+    return " UNION ALL ".join(
+        f"""
+        SELECT p.loan_id, '{rule.code}' AS rule_code, {_evidence(rule)} AS evidence
+        {_CHUNK_POSITIONS} AND {rule.condition}
+        """
+        for rule in rules
+    )
+
+
+def _refresh_active(hits: str) -> str:
     return f"""
         UPDATE monitoring_earlywarning
-        SET last_seen_on = {d}, cleared_on = NULL, evidence = s.evidence
-        FROM (
-            SELECT p.loan_id, {_evidence(rule)} AS evidence
-            {_CHUNK_POSITIONS.format(d=d)} AND {rule.condition}
-        ) s
-        WHERE monitoring_earlywarning.loan_id = s.loan_id
+        SET last_seen_on = {as_of_param()}, cleared_on = NULL, evidence = h.evidence
+        FROM {hits} h
+        WHERE h.rule_code = %(rule_code)s
+          AND monitoring_earlywarning.loan_id = h.loan_id
+          AND monitoring_earlywarning.loan_id BETWEEN %(low)s AND %(high)s
           AND monitoring_earlywarning.rule_code = %(rule_code)s
           AND monitoring_earlywarning.status IN {ACTIVE}
     """
 
 
-def _open_new(rule: Rule) -> str:
+def _open_new(hits: str) -> str:
+    """Return the insert of a warning for each hit with no active warning.
+
+    The conflict target is the partial unique index on (loan, rule) for
+    active warnings, so the check is one index probe per hit and a warning
+    opened meanwhile by an overlapping run is skipped, not an error.
+    """
     d = as_of_param()
     return f"""
         INSERT INTO monitoring_earlywarning (
             loan_id, rule_code, family, severity, status, first_seen_on, last_seen_on,
             cleared_on, evidence, closing_reason, created_by_run_id
         )
-        SELECT p.loan_id, %(rule_code)s, %(family)s, %(severity)s, 'open', {d}, {d},
-               NULL, {_evidence(rule)}, '', %(run_id)s
-        {_CHUNK_POSITIONS.format(d=d)} AND {rule.condition}
-          AND NOT EXISTS (
-              SELECT 1 FROM monitoring_earlywarning w
-              WHERE w.loan_id = p.loan_id AND w.rule_code = %(rule_code)s
-                AND w.status IN {ACTIVE}
-          )
+        SELECT h.loan_id, %(rule_code)s, %(family)s, %(severity)s, 'open', {d}, {d},
+               NULL, h.evidence, '', %(run_id)s
+        FROM {hits} h
+        WHERE h.rule_code = %(rule_code)s
+        ON CONFLICT (loan_id, rule_code) WHERE status IN {ACTIVE} DO NOTHING
     """
 
 
-def _cleared_condition(rule: Rule) -> str:
+def _cleared_condition(hits: str) -> str:
     """Return the condition of active warnings of the chunk whose rule stopped firing."""
-    d = as_of_param()
     return f"""
         loan_id BETWEEN %(low)s AND %(high)s
         AND rule_code = %(rule_code)s
         AND status IN {ACTIVE}
-        AND first_seen_on <= {d}
-        AND loan_id NOT IN (
-            SELECT p.loan_id {_CHUNK_POSITIONS.format(d=d)} AND {rule.condition}
+        AND first_seen_on <= {as_of_param()}
+        AND NOT EXISTS (
+            SELECT 1 FROM {hits} h
+            WHERE h.loan_id = monitoring_earlywarning.loan_id AND h.rule_code = %(rule_code)s
         )
     """
 
 
-def _close_cleared(rule: Rule) -> str:
-    d = as_of_param()
+def _close_cleared(hits: str) -> str:
     return f"""
         UPDATE monitoring_earlywarning
-        SET status = 'resolved', cleared_on = {d}, closed_at = %(now)s,
+        SET status = 'resolved', cleared_on = {as_of_param()}, closed_at = %(now)s,
             closing_reason = %(reason)s
-        WHERE {_cleared_condition(rule)}
+        WHERE {_cleared_condition(hits)}
     """
 
 
-def _mark_cleared(rule: Rule) -> str:
-    d = as_of_param()
+def _mark_cleared(hits: str) -> str:
     return f"""
-        UPDATE monitoring_earlywarning SET cleared_on = {d}
-        WHERE cleared_on IS NULL AND {_cleared_condition(rule)}
+        UPDATE monitoring_earlywarning SET cleared_on = {as_of_param()}
+        WHERE cleared_on IS NULL AND {_cleared_condition(hits)}
     """
 
 
 def evaluate_rules(as_of: date, low: int, high: int, run_id: int) -> dict[str, int]:
-    """Merge every rule's hits for the chunk into warnings; return counts per rule."""
+    """Merge every rule's hits for the chunk into warnings; return counts per rule.
+
+    Call it in the transaction that has just refreshed the chunk's positions.
+    """
+    rules = all_rules()
     counts: dict[str, int] = {}
+    if not rules:
+        return counts
+    hits = f"cod_hits_{uuid.uuid4().hex[:12]}"
+    chunk = {"as_of": as_of, "low": low, "high": high}
     with connection.cursor() as cursor:
-        for rule in all_rules():
+        cursor.execute(f"CREATE TEMPORARY TABLE {hits} AS {_hits_select(rules)}", chunk)
+        # Both the refresh and the clearing look hits up by loan and rule, so
+        # each lookup is an index probe whatever the planner estimates.
+        cursor.execute(f"CREATE INDEX {hits}_key ON {hits} (loan_id, rule_code)")
+        analyze(cursor, hits)
+        for rule in rules:
             params = {
-                "as_of": as_of,
-                "low": low,
-                "high": high,
+                **chunk,
                 "rule_code": rule.code,
                 "family": rule.family,
                 "severity": rule.severity,
@@ -111,11 +138,12 @@ def evaluate_rules(as_of: date, low: int, high: int, run_id: int) -> dict[str, i
                 "now": timezone.now(),
                 "reason": f"Condition cleared on {as_of.isoformat()}.",
             }
-            cursor.execute(_refresh_active(rule), params)
+            cursor.execute(_refresh_active(hits), params)
             counts[f"{rule.code}_refreshed"] = cursor.rowcount
-            cursor.execute(_open_new(rule), params)
+            cursor.execute(_open_new(hits), params)
             counts[f"{rule.code}_opened"] = cursor.rowcount
-            statement = _close_cleared(rule) if rule.closes_itself else _mark_cleared(rule)
+            statement = _close_cleared(hits) if rule.closes_itself else _mark_cleared(hits)
             cursor.execute(statement, params)
             counts[f"{rule.code}_cleared"] = cursor.rowcount
+        cursor.execute(f"DROP TABLE {hits}")
     return counts
