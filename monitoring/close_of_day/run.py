@@ -32,6 +32,7 @@ from django.utils import timezone
 from loans.models import Loan, LoanPosition
 
 from ..models import EarlyWarning, JobRun, JobStatus, WarningStatus
+from ..services import set_missing_deadlines
 from ..sql import analyze, tune_chunk_transaction
 from .classification import classify_chunk, contagious_loans
 from .positions import refresh_positions
@@ -197,6 +198,7 @@ def finish_run(run_id: int, chunk_results: list[ChunkResult]) -> JobRun:
     totals: Counter[str] = Counter()
     for result in chunk_results:
         totals.update(result["counts"])
+    totals["warning_deadlines_set"] = set_missing_deadlines(run.as_of)
     summary_started = time.perf_counter()
     summary = portfolio_summary(run.as_of)
     timings = _sum_timings(chunk_results)
