@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 from django import template
+from django.utils.translation import gettext_lazy as _
 
 from loans.models import Ifrs9Stage, RiskClass
 from loans.selectors import dpd_bucket_label
@@ -56,3 +57,23 @@ def share_percent(value: Decimal | None) -> str:
     if value is None:
         return ""
     return str((Decimal(value) * 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+# Reason codes written by the close-of-day run, with the floor each stands for.
+REASON_LABELS = {
+    "written_off": _("Written off"),
+    "dpd_over_loss": _("Over 360 days past due"),
+    "dpd_over_doubtful": _("Over 270 days past due"),
+    "dpd_over_substandard": _("Over 90 days past due"),
+    "overdue": _("Overdue beyond the technical delay"),
+    "restructured": _("Restructured"),
+    "debtor_contagion": _("Debtor contagion"),
+    "ifrs9_stage": _("IFRS 9 stage change"),
+}
+
+
+@register.filter
+def reason_label(code: str | None) -> str:
+    if not code:
+        return ""
+    return str(REASON_LABELS.get(code, code))

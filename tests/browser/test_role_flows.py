@@ -199,7 +199,7 @@ def test_credit_officer_works_own_branch(page, live_server, log_in, screenshot, 
             "2023-07-01",
             "Normal → Special mention",
             "1 → 2",
-            "overdue Days past due 61",
+            "Overdue beyond the technical delay (Days past due 61)",
             "Objective floor (close-of-day run)",
             "No",
         ]
