@@ -33,8 +33,8 @@ logger = logging.getLogger(__name__)
 
 # Rounds of pruning before the closure is computed. Each round removes every
 # borrower that has no incoming or no outgoing edge left, so a tail of k
-# borrowers hanging off a circle needs k rounds. Stopping early only leaves
-# more rows for the closure to cover; the result is the same.
+# borrowers hanging off a circle needs k rounds. Stopping early leaves more
+# rows for the closure to cover but does not change the result.
 PRUNE_MAX_ROUNDS = 40
 
 # Maximum number of edges between a borrower and a non-performing member that
@@ -51,11 +51,11 @@ CENTS = Decimal("0.01")
 
 
 class OpenLoans(StrEnum):
-    """How a loan is judged open on the as-of date."""
+    """Rule deciding whether a loan is open on the as-of date."""
 
     # Disbursed on or before the date, and closed_on empty or after it.
     CLOSED_ON = "closed_on"
-    # The loan's LoanPosition is for the as-of date and says is_open; use it
+    # The loan's LoanPosition is for the as-of date and has is_open set. Use it
     # only for the date of the last close-of-day run, the only one stored.
     POSITION = "position"
 
@@ -131,9 +131,9 @@ class _TempTables:
 class _Graph:
     """The temporary tables holding one as-of date's edges.
 
-    `edges` has one row per edge (src guarantees a loan of dst); `steps` has
-    every edge twice, once per direction, so that a search can follow edges
-    either way through one index.
+    `edges` has one row per edge, where src guarantees a loan of dst. `steps`
+    has every edge twice, once per direction, so that a search can follow
+    edges either way through one index.
     """
 
     def __init__(self, tables: _TempTables) -> None:
@@ -165,34 +165,6 @@ def _create_graph(cursor, graph: _Graph, params: dict, open_loans: OpenLoans) ->
     analyze(cursor, steps)
 
 
-def _keep_component(cursor, graph: _Graph, borrower_id: int) -> None:
-    """Delete the edges outside the borrower's weakly connected component.
-
-    Circles and chains never leave a component, so the results for its
-    borrowers are the same as over the whole book.
-    """
-    component = graph.tables.name("component")
-    cursor.execute(
-        f"""
-        CREATE TEMPORARY TABLE {component} AS
-        WITH RECURSIVE component(borrower_id) AS (
-            SELECT CAST(%(borrower_id)s AS BIGINT)
-            UNION
-            SELECT s.to_id FROM component c
-            JOIN {graph.steps} s ON s.direction IN ({DOWN}, {UP}) AND s.from_id = c.borrower_id
-        )
-        SELECT borrower_id FROM component
-        """,
-        {"borrower_id": borrower_id},
-    )
-    for table, column in ((graph.edges, "src"), (graph.steps, "from_id")):
-        cursor.execute(
-            f"DELETE FROM {table} WHERE {column} NOT IN (SELECT borrower_id FROM {component})"
-        )
-    analyze(cursor, graph.edges)
-    analyze(cursor, graph.steps)
-
-
 def _run(work, as_of: date, open_loans: OpenLoans):
     """Build the as-of date's graph, call `work(cursor, graph)`, drop the tables."""
     tables = _TempTables()
@@ -215,6 +187,10 @@ def circle_members(as_of: date, open_loans: OpenLoans = OpenLoans.CLOSED_ON) -> 
     are in the same circle when each reaches the other (their strongly
     connected component), and the circle id is the component's smallest
     borrower id. See `_find_circles` for the method and its cost.
+
+    NOTE: one large circle makes this slow: with 2,900 borrowers in one
+    circle the closure had 8.4 million pairs and took about 35 s on
+    PostgreSQL 15 (two shared cores), so call it from batch jobs.
     """
     started = time.perf_counter()
     circles = _run(_find_circles, as_of, open_loans)
@@ -231,7 +207,7 @@ def circle_members(as_of: date, open_loans: OpenLoans = OpenLoans.CLOSED_ON) -> 
 def _find_circles(cursor, graph: _Graph) -> dict[int, int]:
     """Prune the borrowers that cannot be on a cycle, then close the rest transitively.
 
-    The recursive CTE `reach(src, dst)` holds every pair where dst can be
+    The recursive CTE `reach(src, dst)` contains every pair where dst can be
     reached from src. It is combined with UNION, not UNION ALL: each round
     adds only pairs not produced before, and there are at most n * n pairs for
     n borrowers, so a round eventually adds nothing and the recursion stops,
@@ -244,14 +220,8 @@ def _find_circles(cursor, graph: _Graph) -> dict[int, int]:
     x is in a circle exactly when (x, x) is in reach; y shares x's circle when
     reach holds (x, y) and (y, x), and the circle id is the least such y.
     """
-    tables = graph.tables
-    core = tables.name("core")
-    reach = tables.name("reach")
-    cursor.execute(f"CREATE TEMPORARY TABLE {core} AS SELECT src, dst FROM {graph.edges}")
-    cursor.execute(f"CREATE INDEX {core}_src ON {core} (src, dst)")
-    cursor.execute(f"CREATE INDEX {core}_dst ON {core} (dst, src)")
-    _prune_to_core(cursor, core)
-
+    core = _build_core(cursor, graph)
+    reach = graph.tables.name("reach")
     cursor.execute(
         f"""
         CREATE TEMPORARY TABLE {reach} AS
@@ -271,6 +241,50 @@ def _find_circles(cursor, graph: _Graph) -> dict[int, int]:
         SELECT a.src, MIN(a.dst) FROM {reach} a
         JOIN {reach} b ON b.src = a.dst AND b.dst = a.src
         GROUP BY a.src
+        """
+    )
+    return {borrower_id: circle_id for borrower_id, circle_id in cursor.fetchall()}
+
+
+def _build_core(cursor, graph: _Graph) -> str:
+    """Copy the edges into a new table and prune it; return the table's name."""
+    core = graph.tables.name("core")
+    cursor.execute(f"CREATE TEMPORARY TABLE {core} AS SELECT src, dst FROM {graph.edges}")
+    cursor.execute(f"CREATE INDEX {core}_src ON {core} (src, dst)")
+    cursor.execute(f"CREATE INDEX {core}_dst ON {core} (dst, src)")
+    _prune_to_core(cursor, core)
+    return core
+
+
+def _find_circles_of(cursor, graph: _Graph, borrowers: str) -> dict[int, int]:
+    """Return the circle ids of the borrowers listed in table `borrowers` (column borrower_id).
+
+    The same ids as `_find_circles`, from the pairs reachable from and to
+    these borrowers only, so the cost grows with their number times the size
+    of the pruned core instead of with the core's whole transitive closure.
+    """
+    core = _build_core(cursor, graph)
+    forward, backward = graph.tables.name("forward"), graph.tables.name("backward")
+    for table, start, step in ((forward, "src", "dst"), (backward, "dst", "src")):
+        cursor.execute(
+            f"""
+            CREATE TEMPORARY TABLE {table} AS
+            WITH RECURSIVE walk(origin, borrower_id) AS (
+                SELECT c.{start}, c.{step} FROM {core} c
+                WHERE c.{start} IN (SELECT borrower_id FROM {borrowers})
+                UNION
+                SELECT w.origin, c.{step} FROM walk w JOIN {core} c ON c.{start} = w.borrower_id
+            )
+            SELECT origin, borrower_id FROM walk
+            """
+        )
+        cursor.execute(f"CREATE INDEX {table}_pair ON {table} (origin, borrower_id)")
+        analyze(cursor, table)
+    cursor.execute(
+        f"""
+        SELECT f.origin, MIN(f.borrower_id) FROM {forward} f
+        JOIN {backward} b ON b.origin = f.origin AND b.borrower_id = f.borrower_id
+        GROUP BY f.origin
         """
     )
     return {borrower_id: circle_id for borrower_id, circle_id in cursor.fetchall()}
@@ -313,12 +327,19 @@ def chain_members(
     as longer chains, because a chain never repeats a borrower.
 
     `npl_sql` is a SELECT of the non-performing borrowers as a `borrower_id`
-    column and may use the `as_of` parameter; by default it selects the
+    column, and may use the `as_of` parameter. By default it selects the
     borrowers with an open loan in a non-performing risk class.
 
     Each flagged borrower maps to `npl_members`, the non-performing borrowers
     it shares a chain with, and `chain_length`, the number of borrowers on the
-    longest such chain the search found. See `_find_chains`.
+    longest such chain the search found, which may be less than the longest
+    that exists. See `_find_chains`.
+
+    NOTE: the search keeps a row per non-performing borrower and borrower
+    within MAX_CHAIN_EDGES edges of it, in each direction. Where most
+    borrowers are joined into one network that is about a million rows (45 s
+    on PostgreSQL 15, two shared cores, for 20,000 borrowers and 25,000
+    random edges), so call it from batch jobs.
     """
     started = time.perf_counter()
     seeds_sql = npl_sql or npl_borrowers_sql(open_loans)
@@ -341,11 +362,19 @@ class _ChainTables:
         self.seeds = tables.name("seeds")
         self.reached = tables.name("reached")
         self.summary = tables.name("summary")
+        self.npl = tables.name("npl")
         self.longest = tables.name("longest")
 
 
-def _find_chains(cursor, graph: _Graph, seeds_sql: str, params: dict) -> dict:
+def _find_chains(
+    cursor, graph: _Graph, seeds_sql: str, params: dict, npl_sql: str | None = None
+) -> dict[int, ChainMembership]:
     """Search outwards from every non-performing borrower, then flag and measure.
+
+    With `npl_sql` the search starts instead from the borrowers of
+    `seeds_sql`, and each of them maps to the non-performing borrowers of
+    `npl_sql` it shares a chain with. The rules below are symmetric in n and
+    x, so this finds the same flags and members from the other end.
 
     The search (see `_search_reached`) finds, for each non-performing
     borrower n and each direction, the borrowers within MAX_CHAIN_EDGES edges
@@ -355,8 +384,9 @@ def _find_chains(cursor, graph: _Graph, seeds_sql: str, params: dict) -> dict:
     - the shortest path from n to x has two edges or more;
     - n -> x is an edge and n has a guarantor p != x (p -> n -> x), or x
       guarantees some y != n (n -> x -> y);
-    - n -> x is an edge and x has a guarantor w != n whose shortest path from
-      n does not pass through x (n -> ... -> w -> x).
+    - n -> x is an edge and x has a guarantor w != n, fewer than
+      MAX_CHAIN_EDGES edges from n, whose shortest path from n does not pass
+      through x (n -> ... -> w -> x).
 
     The last rule finds every longer chain from n to x: take such a chain's
     borrower w just before x. If w's shortest path from n passed through x, x
@@ -379,12 +409,19 @@ def _find_chains(cursor, graph: _Graph, seeds_sql: str, params: dict) -> dict:
         """,
         params,
     )
+    if npl_sql is not None:
+        cursor.execute(f"CREATE TEMPORARY TABLE {chain.npl} AS {npl_sql}", params)
+        cursor.execute(f"CREATE INDEX {chain.npl}_id ON {chain.npl} (borrower_id)")
     deepest = _search_reached(cursor, graph, chain)
     _collect_longest(cursor, chain)
     _measure_reached(cursor, chain, deepest)
     _summarise_seeds(cursor, chain)
-    cursor.execute(_flagged_pairs_sql(graph, chain), {"max_depth": MAX_CHAIN_EDGES})
-    return _group_pairs(cursor.fetchall())
+    npl_table = chain.npl if npl_sql is not None else None
+    cursor.execute(_flagged_pairs_sql(graph, chain, npl_table), {"max_depth": MAX_CHAIN_EDGES})
+    rows = cursor.fetchall()
+    if npl_table is not None:
+        rows = [(seed_id, borrower_id, *lengths) for borrower_id, seed_id, *lengths in rows]
+    return _group_pairs(rows)
 
 
 def _search_reached(cursor, graph: _Graph, chain: _ChainTables) -> int:
@@ -396,8 +433,8 @@ def _search_reached(cursor, graph: _Graph, chain: _ChainTables) -> int:
     previous borrower on one such path, the least one, and `branch_id` the
     path's first borrower after the seed. A borrower is added once per seed
     and direction, so the table has at most one row per seed, direction and
-    borrower. A recursive CTE cannot do this, because its recursive step sees
-    only the previous level and not every row found so far.
+    borrower. A recursive CTE cannot do this, because its recursive step reads
+    only the rows of the previous level and not every row found so far.
     """
     reached = chain.reached
     cursor.execute(
@@ -435,8 +472,9 @@ def _search_reached(cursor, graph: _Graph, chain: _ChainTables) -> int:
         if cursor.rowcount == 0:
             break
         deepest = depth
-        # Without fresh statistics PostgreSQL takes the new level for empty
-        # and joins it row by row: 1.2 s instead of 20 ms for 3,000 rows.
+        # Without fresh statistics PostgreSQL 15 takes the new level for
+        # empty and joins it row by row: 1.2 s instead of 20 ms for a level
+        # of 3,000 rows.
         analyze(cursor, reached)
     return deepest
 
@@ -471,7 +509,7 @@ def _collect_longest(cursor, chain: _ChainTables) -> None:
     """Store the borrowers on the longest found path of each seed and direction.
 
     Among paths of equal length the one ending at the least borrower id is
-    taken; its borrowers are found by following parent ids back to the seed.
+    taken. Its borrowers are found by following parent ids back to the seed.
     """
     reached = chain.reached
     cursor.execute(
@@ -511,46 +549,49 @@ def _measure_reached(cursor, chain: _ChainTables, deepest: int) -> None:
     reach_depth is the depth of the deepest found path through the row.
     joined_depth is the same over the paths that share no borrower but the
     seed with the longest found path on the other side, so that the two join
-    into one chain; it is NULL where the row's own path shares one. Levels
+    into one chain. It is NULL where the row's own path shares one. Levels
     are updated from the deepest up, so each row takes the maximum over its
-    children, which are already final.
+    children, which are already final. A child is always deeper than its
+    parent, so the children's maximum, when there are children, is the
+    row's value.
     """
     reached, longest = chain.reached, chain.longest
     # Clear joined_depth on the rows whose path meets the other side's
-    # longest path: the rows at a borrower of it and every row below them.
-    cursor.execute(
-        f"""
-        WITH RECURSIVE blocked(seed_id, direction, borrower_id) AS (
-            SELECT r.seed_id, r.direction, r.borrower_id FROM {reached} r
-            WHERE r.depth > 0 AND EXISTS (
-                SELECT 1 FROM {longest} m
-                WHERE m.seed_id = r.seed_id AND m.direction <> r.direction
-                  AND m.borrower_id = r.borrower_id AND m.depth > 0
+    # longest path, level by level from the top: a row at one of its
+    # borrowers, or below a row already cleared.
+    for depth in range(1, deepest + 1):
+        cursor.execute(
+            f"""
+            UPDATE {reached} SET joined_depth = NULL
+            WHERE depth = %(depth)s AND (
+                EXISTS (
+                    SELECT 1 FROM {longest} m
+                    WHERE m.seed_id = {reached}.seed_id AND m.borrower_id = {reached}.borrower_id
+                      AND m.direction <> {reached}.direction AND m.depth > 0
+                ) OR EXISTS (
+                    SELECT 1 FROM {reached} p
+                    WHERE p.seed_id = {reached}.seed_id AND p.direction = {reached}.direction
+                      AND p.borrower_id = {reached}.parent_id AND p.joined_depth IS NULL
+                )
             )
-            UNION
-            SELECT c.seed_id, c.direction, c.borrower_id FROM blocked b
-            JOIN {reached} c ON c.seed_id = b.seed_id AND c.direction = b.direction
-                AND c.parent_id = b.borrower_id
+            """,
+            {"depth": depth},
         )
-        UPDATE {reached} SET joined_depth = NULL
-        WHERE EXISTS (
-            SELECT 1 FROM blocked b
-            WHERE b.seed_id = {reached}.seed_id AND b.direction = {reached}.direction
-              AND b.borrower_id = {reached}.borrower_id
-        )
-        """
-    )
-    children = f"""FROM {reached} c
-        WHERE c.seed_id = {reached}.seed_id AND c.direction = {reached}.direction
-          AND c.parent_id = {reached}.borrower_id"""
     for depth in range(deepest - 1, -1, -1):
         cursor.execute(
             f"""
             UPDATE {reached} SET
-                reach_depth = COALESCE((SELECT MAX(c.reach_depth) {children}), reach_depth),
-                joined_depth = CASE WHEN joined_depth IS NULL THEN NULL
-                    ELSE COALESCE((SELECT MAX(c.joined_depth) {children}), joined_depth) END
-            WHERE depth = %(depth)s
+                reach_depth = c.reach_depth,
+                joined_depth = CASE WHEN {reached}.joined_depth IS NULL THEN NULL
+                    ELSE COALESCE(c.joined_depth, {reached}.joined_depth) END
+            FROM (
+                SELECT seed_id, direction, parent_id, MAX(reach_depth) AS reach_depth,
+                       MAX(joined_depth) AS joined_depth
+                FROM {reached} WHERE depth = %(depth)s + 1
+                GROUP BY seed_id, direction, parent_id
+            ) c
+            WHERE {reached}.seed_id = c.seed_id AND {reached}.direction = c.direction
+              AND {reached}.borrower_id = c.parent_id
             """,
             {"depth": depth},
         )
@@ -582,15 +623,20 @@ def _summarise_seeds(cursor, chain: _ChainTables) -> None:
     analyze(cursor, chain.summary)
 
 
-def _flagged_pairs_sql(graph: _Graph, chain: _ChainTables) -> str:
+def _flagged_pairs_sql(graph: _Graph, chain: _ChainTables, npl_table: str | None) -> str:
     """Return a SELECT of (borrower_id, seed_id, length, length, length) per flagged pair.
 
-    The three lengths, in borrowers and NULL when there is no such chain,
-    are: the deepest found path through the borrower; its joined path
-    (joined_depth) followed by the longest found path on the seed's other
-    side; and, for a borrower on one of the seed's two longest paths, that
-    path followed by the deepest joined path on the other side. The
-    statement takes the named parameter `max_depth`.
+    The three lengths are in borrowers, NULL when there is no such chain:
+
+    - the deepest found path through the borrower;
+    - its joined path (joined_depth) followed by the longest found path on
+      the seed's other side;
+    - for a borrower on one of the seed's two longest paths, that path
+      followed by the deepest joined path on the other side.
+
+    The
+    statement takes the named parameter `max_depth`. With `npl_table`, only
+    pairs whose reached borrower is listed in it are returned.
     """
     edges, steps, reached, longest = graph.edges, graph.steps, chain.reached, chain.longest
     # For a depth-1 row the edge runs upper -> lower.
@@ -618,18 +664,19 @@ def _flagged_pairs_sql(graph: _Graph, chain: _ChainTables) -> str:
     )"""
     opposite_longest = f"CASE WHEN r.direction = {DOWN} THEN s.up_depth ELSE s.down_depth END"
     lengths = f"MAX(r.reach_depth) + 1, MAX(r.joined_depth + {opposite_longest}) + 1"
+    npl_only = f"AND r.borrower_id IN (SELECT borrower_id FROM {npl_table})" if npl_table else ""
     return f"""
         WITH flagged(seed_id, borrower_id, found_length, joined_length) AS (
             SELECT r.seed_id, r.borrower_id, {lengths}
             FROM {reached} r JOIN {chain.summary} s ON s.seed_id = r.seed_id
-            WHERE r.depth > 0
+            WHERE r.depth > 0 {npl_only}
             GROUP BY r.seed_id, r.borrower_id
             HAVING MAX(r.depth) >= 2
                 OR MAX(CASE WHEN {direct_edge_extends} THEN 1 ELSE 0 END) = 1
             UNION ALL
             SELECT r.seed_id, r.borrower_id, {lengths}
             FROM {reached} r JOIN {chain.summary} s ON s.seed_id = r.seed_id
-            WHERE r.depth = 0 AND {seed_in_three}
+            WHERE r.depth = 0 {npl_only} AND {seed_in_three}
             GROUP BY r.seed_id, r.borrower_id
         )
         SELECT f.borrower_id, f.seed_id, f.found_length, f.joined_length, (
@@ -644,6 +691,7 @@ def _flagged_pairs_sql(graph: _Graph, chain: _ChainTables) -> str:
 
 
 def _group_pairs(rows) -> dict[int, ChainMembership]:
+    """Group (borrower_id, npl_id, length, ...) rows per borrower, keeping the longest."""
     members: dict[int, set[int]] = {}
     lengths: dict[int, int] = {}
     for borrower_id, seed_id, *candidate_lengths in rows:
@@ -669,15 +717,17 @@ def network_around(
 
     A step follows an edge either way, so the network shows the borrower's
     guarantors, the borrowers it guarantees, and their other partners.
-    Circles and chains are computed over the borrower's whole connected
-    component, so they match `circle_members` and `chain_members`.
+    Circle ids, flags and npl_members match `circle_members` and
+    `chain_members`, but are computed for these borrowers only: the chain
+    search starts from them rather than from every non-performing borrower.
 
     Nodes carry id, name, steps (distance from the borrower), is_npl,
-    in_circle, circle_id, on_chain and npl_members; edges carry from, to,
-    amount (the sum of the guarantees' amounts, a percentage taken of the
-    loan's principal, rounded half up to cents), in_circle (both ends in one
-    circle) and on_chain (both ends flagged with a common non-performing
-    member). Raises Borrower.DoesNotExist when the id is unknown.
+    in_circle, circle_id, on_chain and npl_members. Edges carry from, to,
+    amount, in_circle (both ends in one circle) and on_chain (both ends
+    flagged with a common non-performing member). The amount is the sum of
+    the guarantees' amounts, taking a percentage of the loan's principal,
+    rounded half up to cents. Raises Borrower.DoesNotExist when the id is
+    unknown.
     """
     if depth < 0:
         raise ValueError(f"Invalid network depth {depth}: expected 0 or more steps.")
@@ -688,11 +738,11 @@ def network_around(
     with transaction.atomic(), connection.cursor() as cursor:
         disable_jit(cursor)
         _create_graph(cursor, graph, params, open_loans)
-        _keep_component(cursor, graph, borrower_id)
-        circles = _find_circles(cursor, graph)
-        chains = _find_chains(cursor, graph, npl_borrowers_sql(open_loans), params)
         nearby = tables.name("nearby")
         steps = _nearby_borrowers(cursor, graph, nearby, borrower_id, depth)
+        circles = _find_circles_of(cursor, graph, nearby)
+        nearby_sql = f"SELECT borrower_id FROM {nearby}"
+        chains = _find_chains(cursor, graph, nearby_sql, params, npl_borrowers_sql(open_loans))
         nodes = _network_nodes(nearby, steps, circles, chains, as_of, open_loans)
         edges = _network_edges(nearby, circles, chains, as_of, open_loans)
         tables.drop_all(cursor)
@@ -714,6 +764,7 @@ def _nearby_borrowers(
     cursor.execute(
         f"""
         CREATE TEMPORARY TABLE {nearby} AS
+        -- The direction test lets the (direction, from_id) index serve the join.
         WITH RECURSIVE near(borrower_id, steps) AS (
             SELECT CAST(%(borrower_id)s AS BIGINT), 0
             UNION

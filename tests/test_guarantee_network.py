@@ -37,10 +37,10 @@ pytestmark = pytest.mark.django_db
 AS_OF = date(2024, 6, 30)
 
 # Statements per call whatever the graph: the bounded loops (pruning rounds;
-# search levels with their ANALYZE, measuring levels) plus table set-up,
+# search levels with their ANALYZE, two measuring passes) plus table set-up,
 # SELECTs and savepoints.
 CIRCLE_QUERY_LIMIT = PRUNE_MAX_ROUNDS + 25
-CHAIN_QUERY_LIMIT = 3 * MAX_CHAIN_EDGES + 30
+CHAIN_QUERY_LIMIT = 4 * MAX_CHAIN_EDGES + 35
 NETWORK_QUERY_LIMIT = CIRCLE_QUERY_LIMIT + CHAIN_QUERY_LIMIT + 15
 
 
@@ -324,8 +324,8 @@ def test_chain_through_circle_stays_simple():
     assert named_lengths(ids, chains) == {"N": 3, "A": 3, "B": 3}
 
 
-def test_shared_guarantor_forms_chain():
-    # A guarantees B and C: no directed path holds three borrowers.
+def test_shared_guarantor_forms_no_chain():
+    # A guarantees B and C: no directed path contains three borrowers.
     build_network([("A", "B"), ("A", "C")], npl=("A",))
 
     chains = chain_members(AS_OF)
@@ -373,7 +373,7 @@ def test_chain_beyond_cap_not_flagged():
     assert chains[names[0]]["chain_length"] == MAX_CHAIN_EDGES + 1
 
 
-def test_dense_group_flags_all_quickly():
+def test_dense_group_flags_all():
     names = tuple(f"M{i}" for i in range(9))
     everyone = [(a, b) for a in names for b in names if a != b]
     ids = build_network(everyone, npl=(names[0],))
@@ -437,7 +437,11 @@ def test_mixed_graph_exact_result():
 
 
 def layered_network(size: int) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
-    """Return circles of three, then one long tail into the last circle, `size` borrowers."""
+    """Return the edges and NPL names of `size` borrowers.
+
+    Half of them form circles of three. The other half form one long path
+    into the first circle, so pruning needs more rounds as `size` grows.
+    """
     names = [f"N{i:04d}" for i in range(size)]
     edges: list[tuple[str, str]] = []
     circle_count = size // 6
