@@ -19,7 +19,7 @@ ZERO = Decimal("0.00")
 
 @dataclass
 class InstalmentState:
-    """What is due and paid on one instalment; mutated as repayments are applied."""
+    """Amounts due and paid on one instalment, updated in place as repayments are applied."""
 
     key: object
     due_date: date

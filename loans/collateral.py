@@ -1,7 +1,7 @@
 """Collateral coverage: how much of a loan's outstanding the pledged items support.
 
 Each item supports its latest value x the share pledged to the loan x its own
-loan-to-value limit; the loan's support is the sum over its items. Limits
+loan-to-value limit. The loan's support is the sum over its items. Limits
 apply to the outstanding amount, never to the sanctioned principal.
 """
 

@@ -208,10 +208,10 @@ def _find_circles(cursor, graph: _Graph) -> dict[int, int]:
     """Prune the borrowers that cannot be on a cycle, then close the rest transitively.
 
     The recursive CTE `reach(src, dst)` contains every pair where dst can be
-    reached from src. It is combined with UNION, not UNION ALL: each round
-    adds only pairs not produced before, and there are at most n * n pairs for
-    n borrowers, so a round eventually adds nothing and the recursion stops,
-    even though the circles would let a walk go round for ever. The cost is
+    reached from src. It is combined with UNION, not UNION ALL, so each round
+    adds only pairs not produced before. There are at most n * n pairs for n
+    borrowers, so a round eventually adds nothing and the recursion stops,
+    although the circles would let a walk go round for ever. The cost is
     the size of the transitive closure of the pruned core: a set of k
     borrowers that all reach each other alone gives k * k pairs, and each
     round joins its new pairs with the core's edges. Pruning removes trees

@@ -40,13 +40,12 @@ ASSIGNABLE_ROLES = (RISK_MANAGER, ADMINISTRATOR, CREDIT_OFFICER)
 
 def get_business_date() -> date | None:
     """Return the as-of date of the last completed close-of-day run."""
-    run = (
+    return (
         JobRun.objects.filter(kind="close_of_day", status=JobStatus.COMPLETED)
         .order_by("-finished_at")
         .values_list("as_of", flat=True)
         .first()
     )
-    return run
 
 
 # ---- Early-warning queue and detail ------------------------------------------

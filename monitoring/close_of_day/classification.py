@@ -6,7 +6,7 @@ grouped query over the whole book (`contagious_loans`) finds them, and each
 chunk receives its share of the result.
 
 Per chunk, the decision for each loan is computed once into a temporary
-table; the class changes, the loan updates, the loan history rows and the
+table. The class changes, the loan updates, the loan history rows and the
 provision updates are then set-wise statements over that table. Floors only
 move a class down (to a worse class); moving up needs the committee. The
 positions step has already written provisions for the class each loan's own

@@ -2,7 +2,7 @@
 
 One INSERT ... SELECT ... ON CONFLICT per chunk of loan ids. Instalments
 settled on or before the as-of date are skipped without reading their
-allocations; the others that have a payment are joined to the allocations
+allocations. The others that have a payment are joined to the allocations
 dated up to the as-of date, so the result is the same for any date, past or
 present. Statements take the named parameters `as_of`, `low` and `high`
 (the chunk's loan ids).

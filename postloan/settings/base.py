@@ -114,8 +114,8 @@ MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
 # Celery. With no broker configured, tasks run in-process (eagerly), so the
-# demo and the tests need no Redis; setting CELERY_BROKER_URL switches to real
-# workers with Redis also holding the results that chords need.
+# demo and the tests need no Redis. Setting CELERY_BROKER_URL switches to real
+# workers, and Redis then also stores the results that chords need.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL

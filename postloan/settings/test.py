@@ -1,4 +1,4 @@
-"""Settings for the test suite: PostgreSQL unless DATABASE_URL says otherwise."""
+"""Settings for the test suite: PostgreSQL unless DATABASE_URL names another database."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Main flows of each role in a real browser: what a person sees and can do on the pages."""
+"""Main flows of each role in a real browser: the figures and actions each role gets."""
 
 from __future__ import annotations
 

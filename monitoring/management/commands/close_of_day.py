@@ -48,11 +48,11 @@ class Command(BaseCommand):
             raise CommandError(f"Close-of-day run {run.pk} failed: {run.errors.splitlines()[0]}")
 
     def _wait(self, run_id: int) -> JobRun:
-        shown = -1
+        last_reported = -1
         while True:
             run = JobRun.objects.get(pk=run_id)
-            if run.chunks_done != shown:
-                shown = run.chunks_done
+            if run.chunks_done != last_reported:
+                last_reported = run.chunks_done
                 self.stdout.write(f"run {run.pk}: {run.chunks_done}/{run.chunk_count} chunks done")
             if run.status != JobStatus.RUNNING:
                 return run
