@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
@@ -19,6 +22,7 @@ from .models import (
     WarningRule,
     WatchedIndustry,
 )
+from .rules import get_rule
 
 
 @admin.register(JobRun)
@@ -111,11 +115,43 @@ class ClassificationChangeAdmin(ReadOnlyAdmin):
     raw_id_fields = ("loan", "job_run")
 
 
+class WarningRuleForm(forms.ModelForm):
+    """Check the thresholds against the schema of the rule defined in code."""
+
+    class Meta:
+        model = WarningRule
+        fields = ("severity", "enabled", "thresholds")
+
+    def clean_thresholds(self):
+        thresholds = self.cleaned_data["thresholds"]
+        rule = get_rule(self.instance.code)
+        if rule is None:
+            raise forms.ValidationError(
+                _("No rule %(code)s is defined in the code."), params={"code": self.instance.code}
+            )
+        rule.clean_thresholds(thresholds)
+        return thresholds
+
+
 @admin.register(WarningRule)
 class WarningRuleAdmin(SimpleHistoryAdmin):
+    """Severity, thresholds and the enabled flag of each rule; rules themselves live in code."""
+
+    form = WarningRuleForm
     list_display = ("code", "family", "severity", "enabled", "thresholds", "updated_at")
     list_filter = ("family", "severity", "enabled")
-    readonly_fields = ("code", "family")
+    readonly_fields = ("code", "family", "description", "threshold_schema")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("threshold schema"))
+    def threshold_schema(self, obj):
+        rule = get_rule(obj.code)
+        return json.dumps(rule.json_schema(), indent=2) if rule else "-"
 
 
 @admin.register(SeverityDeadline)

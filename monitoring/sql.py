@@ -120,3 +120,10 @@ def analyze(cursor, table: str) -> None:
     """
     if is_postgresql():
         cursor.execute(f"ANALYZE {table}")
+
+
+def shift_date(expression: str, days: str) -> str:
+    """Return an expression for the date `days` days after `expression` (negative: before)."""
+    if is_postgresql():
+        return f"(CAST({expression} AS DATE) + ({days}))"
+    return f"date({expression}, CAST(({days}) AS TEXT) || ' days')"

@@ -148,8 +148,11 @@ def run_classify_chunk(
         step_started = time.perf_counter()
         counts = classify_chunk(as_of, low, high, run_id, contagious)
         classify_seconds = time.perf_counter() - step_started
+        step_started = time.perf_counter()
+        counts.update(evaluate_rules(as_of, low, high, run_id, phase=2))
+        rules_seconds = time.perf_counter() - step_started
         _count_chunk_done(run_id)
-    seconds = {"classify": classify_seconds}
+    seconds = {"classify": classify_seconds, "evaluate_phase_2_rules": rules_seconds}
     return _chunk_result(run_id, "classify", low, high, counts, seconds, started_at)
 
 

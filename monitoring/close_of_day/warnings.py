@@ -16,32 +16,30 @@ from datetime import date
 from django.db import connection
 from django.utils import timezone
 
-from ..rules import Rule, all_rules
+from ..rules import ConfiguredRule, configured_rules
 from ..sql import analyze, as_of_param, json_object
 
 ACTIVE = "('open', 'acknowledged', 'in_progress')"
+
+
+def _evidence(rule: ConfiguredRule) -> str:
+    return json_object({**rule.evidence, "as_of": "CAST(p.as_of AS TEXT)"})
+
 
 # Every position of the chunk is as of the run date here, because the rules
 # run in the transaction that has just refreshed them. Filtering on `as_of`
 # as well would let the planner pick the (as_of, dpd_bucket) index, which
 # contains every position already refreshed today, over the primary key range.
-_CHUNK_POSITIONS = """
-    FROM loans_loanposition p
-    JOIN loans_loan l ON l.id = p.loan_id
-    WHERE p.loan_id BETWEEN %(low)s AND %(high)s AND p.is_open
-"""
-
-
-def _evidence(rule: Rule) -> str:
-    return json_object({**rule.evidence, "as_of": "CAST(p.as_of AS TEXT)"})
-
-
-def _hits_select(rules: list[Rule]) -> str:
+# Phase 2 rules run after classification, when the same holds.
+def _hits_select(rules: list[ConfiguredRule]) -> str:
     """Return one row per loan of the chunk and rule that fires, with the evidence."""
     return " UNION ALL ".join(
         f"""
         SELECT p.loan_id, '{rule.code}' AS rule_code, {_evidence(rule)} AS evidence
-        {_CHUNK_POSITIONS} AND {rule.condition}
+        FROM loans_loanposition p
+        JOIN loans_loan l ON l.id = p.loan_id
+        {rule.joins}
+        WHERE p.loan_id BETWEEN %(low)s AND %(high)s AND p.is_open AND ({rule.condition})
         """
         for rule in rules
     )
@@ -111,12 +109,23 @@ def _mark_cleared(hits: str) -> str:
     """
 
 
-def evaluate_rules(as_of: date, low: int, high: int, run_id: int) -> dict[str, int]:
-    """Merge every rule's hits for the chunk into warnings; return counts per rule.
+def evaluate_rules(
+    as_of: date,
+    low: int,
+    high: int,
+    run_id: int,
+    phase: int | None = 1,
+    codes: list[str] | None = None,
+) -> dict[str, int]:
+    """Merge the hits of the enabled rules of `phase` for the chunk into warnings.
 
-    Call it in the transaction that has just refreshed the chunk's positions.
+    Return counts per rule. Call it for phase 1 in the transaction that has
+    just refreshed the chunk's positions, for phase 2 in the one that has
+    classified them. `phase=None` evaluates the rules of both phases and
+    `codes` limits the rules to those codes (the benchmark times them one
+    by one).
     """
-    rules = all_rules()
+    rules = configured_rules(phase=phase, codes=codes)
     counts: dict[str, int] = {}
     if not rules:
         return counts

@@ -1,0 +1,3 @@
+"""Collateral family of early-warning rules."""
+
+from __future__ import annotations

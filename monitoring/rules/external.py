@@ -1,0 +1,3 @@
+"""External family of early-warning rules."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Guarantor family of early-warning rules."""
+
+from __future__ import annotations
