@@ -7,116 +7,400 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('loans', '0001_initial'),
+        ("loans", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='JobRun',
+            name="JobRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(default='close_of_day', max_length=30, verbose_name='kind')),
-                ('as_of', models.DateField(verbose_name='as of')),
-                ('status', models.CharField(choices=[('running', 'Running'), ('completed', 'Completed'), ('failed', 'Failed'), ('abandoned', 'Abandoned')], default='running', max_length=10, verbose_name='status')),
-                ('started_at', models.DateTimeField(auto_now_add=True, verbose_name='started at')),
-                ('finished_at', models.DateTimeField(blank=True, null=True, verbose_name='finished at')),
-                ('chunk_count', models.PositiveIntegerField(default=0, verbose_name='chunks')),
-                ('chunks_done', models.PositiveIntegerField(default=0, verbose_name='chunks done')),
-                ('counts', models.JSONField(blank=True, default=dict, verbose_name='counts per step')),
-                ('errors', models.TextField(blank=True, verbose_name='errors')),
-                ('triggered_by', models.CharField(blank=True, max_length=100, verbose_name='triggered by')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(default="close_of_day", max_length=30, verbose_name="kind"),
+                ),
+                ("as_of", models.DateField(verbose_name="as of")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("completed", "Completed"),
+                            ("failed", "Failed"),
+                            ("abandoned", "Abandoned"),
+                        ],
+                        default="running",
+                        max_length=10,
+                        verbose_name="status",
+                    ),
+                ),
+                ("started_at", models.DateTimeField(auto_now_add=True, verbose_name="started at")),
+                (
+                    "finished_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="finished at"),
+                ),
+                ("chunk_count", models.PositiveIntegerField(default=0, verbose_name="chunks")),
+                ("chunks_done", models.PositiveIntegerField(default=0, verbose_name="chunks done")),
+                (
+                    "counts",
+                    models.JSONField(blank=True, default=dict, verbose_name="counts per step"),
+                ),
+                ("errors", models.TextField(blank=True, verbose_name="errors")),
+                (
+                    "triggered_by",
+                    models.CharField(blank=True, max_length=100, verbose_name="triggered by"),
+                ),
             ],
             options={
-                'verbose_name': 'job run',
-                'verbose_name_plural': 'job runs',
-                'ordering': ['-started_at'],
-                'indexes': [models.Index(fields=['kind', 'status', '-as_of'], name='monitoring__kind_e6aa95_idx')],
+                "verbose_name": "job run",
+                "verbose_name_plural": "job runs",
+                "ordering": ["-started_at"],
+                "indexes": [
+                    models.Index(
+                        fields=["kind", "status", "-as_of"], name="monitoring__kind_e6aa95_idx"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='HistoricalEarlyWarning',
+            name="HistoricalEarlyWarning",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('rule_code', models.CharField(max_length=40, verbose_name='rule')),
-                ('family', models.CharField(choices=[('repayment', 'Repayment'), ('capital_account', 'Capital account'), ('financial', 'Financial'), ('collateral', 'Collateral'), ('guarantor', 'Guarantor'), ('inspection', 'Inspection'), ('external', 'External and manual')], max_length=20, verbose_name='family')),
-                ('severity', models.CharField(choices=[('red', 'Red'), ('orange', 'Orange'), ('yellow', 'Yellow')], max_length=10, verbose_name='severity')),
-                ('status', models.CharField(choices=[('open', 'Open'), ('acknowledged', 'Acknowledged'), ('in_progress', 'In progress'), ('resolved', 'Resolved'), ('dismissed', 'Dismissed')], default='open', max_length=15, verbose_name='status')),
-                ('first_seen_on', models.DateField(verbose_name='first seen on')),
-                ('last_seen_on', models.DateField(verbose_name='last seen on')),
-                ('cleared_on', models.DateField(blank=True, help_text='First run date on which the rule no longer fired.', null=True, verbose_name='condition cleared on')),
-                ('evidence', models.JSONField(default=dict, verbose_name='evidence')),
-                ('closed_at', models.DateTimeField(blank=True, null=True, verbose_name='closed at')),
-                ('closing_reason', models.CharField(blank=True, max_length=255, verbose_name='closing reason')),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('assigned_to', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('loan', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='loans.loan')),
-                ('created_by_run', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='monitoring.jobrun')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("rule_code", models.CharField(max_length=40, verbose_name="rule")),
+                (
+                    "family",
+                    models.CharField(
+                        choices=[
+                            ("repayment", "Repayment"),
+                            ("capital_account", "Capital account"),
+                            ("financial", "Financial"),
+                            ("collateral", "Collateral"),
+                            ("guarantor", "Guarantor"),
+                            ("inspection", "Inspection"),
+                            ("external", "External and manual"),
+                        ],
+                        max_length=20,
+                        verbose_name="family",
+                    ),
+                ),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[("red", "Red"), ("orange", "Orange"), ("yellow", "Yellow")],
+                        max_length=10,
+                        verbose_name="severity",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("open", "Open"),
+                            ("acknowledged", "Acknowledged"),
+                            ("in_progress", "In progress"),
+                            ("resolved", "Resolved"),
+                            ("dismissed", "Dismissed"),
+                        ],
+                        default="open",
+                        max_length=15,
+                        verbose_name="status",
+                    ),
+                ),
+                ("first_seen_on", models.DateField(verbose_name="first seen on")),
+                ("last_seen_on", models.DateField(verbose_name="last seen on")),
+                (
+                    "cleared_on",
+                    models.DateField(
+                        blank=True,
+                        help_text="First run date on which the rule no longer fired.",
+                        null=True,
+                        verbose_name="condition cleared on",
+                    ),
+                ),
+                ("evidence", models.JSONField(default=dict, verbose_name="evidence")),
+                (
+                    "closed_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="closed at"),
+                ),
+                (
+                    "closing_reason",
+                    models.CharField(blank=True, max_length=255, verbose_name="closing reason"),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "assigned_to",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "loan",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="loans.loan",
+                    ),
+                ),
+                (
+                    "created_by_run",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="monitoring.jobrun",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical early warning',
-                'verbose_name_plural': 'historical early warnings',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical early warning",
+                "verbose_name_plural": "historical early warnings",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='EarlyWarning',
+            name="EarlyWarning",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('rule_code', models.CharField(max_length=40, verbose_name='rule')),
-                ('family', models.CharField(choices=[('repayment', 'Repayment'), ('capital_account', 'Capital account'), ('financial', 'Financial'), ('collateral', 'Collateral'), ('guarantor', 'Guarantor'), ('inspection', 'Inspection'), ('external', 'External and manual')], max_length=20, verbose_name='family')),
-                ('severity', models.CharField(choices=[('red', 'Red'), ('orange', 'Orange'), ('yellow', 'Yellow')], max_length=10, verbose_name='severity')),
-                ('status', models.CharField(choices=[('open', 'Open'), ('acknowledged', 'Acknowledged'), ('in_progress', 'In progress'), ('resolved', 'Resolved'), ('dismissed', 'Dismissed')], default='open', max_length=15, verbose_name='status')),
-                ('first_seen_on', models.DateField(verbose_name='first seen on')),
-                ('last_seen_on', models.DateField(verbose_name='last seen on')),
-                ('cleared_on', models.DateField(blank=True, help_text='First run date on which the rule no longer fired.', null=True, verbose_name='condition cleared on')),
-                ('evidence', models.JSONField(default=dict, verbose_name='evidence')),
-                ('closed_at', models.DateTimeField(blank=True, null=True, verbose_name='closed at')),
-                ('closing_reason', models.CharField(blank=True, max_length=255, verbose_name='closing reason')),
-                ('assigned_to', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='assigned_warnings', to=settings.AUTH_USER_MODEL)),
-                ('loan', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='warnings', to='loans.loan')),
-                ('created_by_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='monitoring.jobrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("rule_code", models.CharField(max_length=40, verbose_name="rule")),
+                (
+                    "family",
+                    models.CharField(
+                        choices=[
+                            ("repayment", "Repayment"),
+                            ("capital_account", "Capital account"),
+                            ("financial", "Financial"),
+                            ("collateral", "Collateral"),
+                            ("guarantor", "Guarantor"),
+                            ("inspection", "Inspection"),
+                            ("external", "External and manual"),
+                        ],
+                        max_length=20,
+                        verbose_name="family",
+                    ),
+                ),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[("red", "Red"), ("orange", "Orange"), ("yellow", "Yellow")],
+                        max_length=10,
+                        verbose_name="severity",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("open", "Open"),
+                            ("acknowledged", "Acknowledged"),
+                            ("in_progress", "In progress"),
+                            ("resolved", "Resolved"),
+                            ("dismissed", "Dismissed"),
+                        ],
+                        default="open",
+                        max_length=15,
+                        verbose_name="status",
+                    ),
+                ),
+                ("first_seen_on", models.DateField(verbose_name="first seen on")),
+                ("last_seen_on", models.DateField(verbose_name="last seen on")),
+                (
+                    "cleared_on",
+                    models.DateField(
+                        blank=True,
+                        help_text="First run date on which the rule no longer fired.",
+                        null=True,
+                        verbose_name="condition cleared on",
+                    ),
+                ),
+                ("evidence", models.JSONField(default=dict, verbose_name="evidence")),
+                (
+                    "closed_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="closed at"),
+                ),
+                (
+                    "closing_reason",
+                    models.CharField(blank=True, max_length=255, verbose_name="closing reason"),
+                ),
+                (
+                    "assigned_to",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="assigned_warnings",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "loan",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="warnings",
+                        to="loans.loan",
+                    ),
+                ),
+                (
+                    "created_by_run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="monitoring.jobrun",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'early warning',
-                'verbose_name_plural': 'early warnings',
-                'ordering': ['-last_seen_on', 'id'],
-                'indexes': [models.Index(fields=['status', 'severity'], name='monitoring__status_459fbd_idx')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status__in', ['open', 'acknowledged', 'in_progress'])), fields=('loan', 'rule_code'), name='warning_one_active_per_loan_and_rule')],
+                "verbose_name": "early warning",
+                "verbose_name_plural": "early warnings",
+                "ordering": ["-last_seen_on", "id"],
+                "indexes": [
+                    models.Index(
+                        fields=["status", "severity"], name="monitoring__status_459fbd_idx"
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status__in", ["open", "acknowledged", "in_progress"])),
+                        fields=("loan", "rule_code"),
+                        name="warning_one_active_per_loan_and_rule",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ClassificationChange',
+            name="ClassificationChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('as_of', models.DateField(verbose_name='as of')),
-                ('previous_class', models.PositiveSmallIntegerField(choices=[(1, 'Normal'), (2, 'Special mention'), (3, 'Substandard'), (4, 'Doubtful'), (5, 'Loss')], verbose_name='previous class')),
-                ('new_class', models.PositiveSmallIntegerField(choices=[(1, 'Normal'), (2, 'Special mention'), (3, 'Substandard'), (4, 'Doubtful'), (5, 'Loss')], verbose_name='new class')),
-                ('previous_stage', models.PositiveSmallIntegerField(verbose_name='previous IFRS 9 stage')),
-                ('new_stage', models.PositiveSmallIntegerField(verbose_name='new IFRS 9 stage')),
-                ('reason_code', models.CharField(max_length=40, verbose_name='reason code')),
-                ('reason', models.CharField(max_length=255, verbose_name='reason')),
-                ('source', models.CharField(choices=[('floor', 'Objective floor (close-of-day run)'), ('committee', 'Committee decision')], max_length=20, verbose_name='source')),
-                ('ratified', models.BooleanField(default=False, verbose_name='ratified by the committee')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('loan', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='classification_changes', to='loans.loan')),
-                ('job_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='changes', to='monitoring.jobrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("as_of", models.DateField(verbose_name="as of")),
+                (
+                    "previous_class",
+                    models.PositiveSmallIntegerField(
+                        choices=[
+                            (1, "Normal"),
+                            (2, "Special mention"),
+                            (3, "Substandard"),
+                            (4, "Doubtful"),
+                            (5, "Loss"),
+                        ],
+                        verbose_name="previous class",
+                    ),
+                ),
+                (
+                    "new_class",
+                    models.PositiveSmallIntegerField(
+                        choices=[
+                            (1, "Normal"),
+                            (2, "Special mention"),
+                            (3, "Substandard"),
+                            (4, "Doubtful"),
+                            (5, "Loss"),
+                        ],
+                        verbose_name="new class",
+                    ),
+                ),
+                (
+                    "previous_stage",
+                    models.PositiveSmallIntegerField(verbose_name="previous IFRS 9 stage"),
+                ),
+                ("new_stage", models.PositiveSmallIntegerField(verbose_name="new IFRS 9 stage")),
+                ("reason_code", models.CharField(max_length=40, verbose_name="reason code")),
+                ("reason", models.CharField(max_length=255, verbose_name="reason")),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("floor", "Objective floor (close-of-day run)"),
+                            ("committee", "Committee decision"),
+                        ],
+                        max_length=20,
+                        verbose_name="source",
+                    ),
+                ),
+                (
+                    "ratified",
+                    models.BooleanField(default=False, verbose_name="ratified by the committee"),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                (
+                    "loan",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="classification_changes",
+                        to="loans.loan",
+                    ),
+                ),
+                (
+                    "job_run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="changes",
+                        to="monitoring.jobrun",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'classification change',
-                'verbose_name_plural': 'classification changes',
-                'ordering': ['loan', '-as_of', '-id'],
-                'indexes': [models.Index(fields=['loan', 'as_of'], name='monitoring__loan_id_7f62f8_idx')],
+                "verbose_name": "classification change",
+                "verbose_name_plural": "classification changes",
+                "ordering": ["loan", "-as_of", "-id"],
+                "indexes": [
+                    models.Index(fields=["loan", "as_of"], name="monitoring__loan_id_7f62f8_idx")
+                ],
             },
         ),
     ]

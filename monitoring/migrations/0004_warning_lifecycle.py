@@ -7,221 +7,562 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('loans', '0002_instalment_close_of_day_indexes'),
-        ('monitoring', '0003_close_of_day_schedule'),
+        ("loans", "0002_instalment_close_of_day_indexes"),
+        ("monitoring", "0003_close_of_day_schedule"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SeverityDeadline',
+            name="SeverityDeadline",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('severity', models.CharField(choices=[('red', 'Red'), ('orange', 'Orange'), ('yellow', 'Yellow')], max_length=10, unique=True, verbose_name='severity')),
-                ('days', models.PositiveSmallIntegerField(verbose_name='days to resolve')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[("red", "Red"), ("orange", "Orange"), ("yellow", "Yellow")],
+                        max_length=10,
+                        unique=True,
+                        verbose_name="severity",
+                    ),
+                ),
+                ("days", models.PositiveSmallIntegerField(verbose_name="days to resolve")),
             ],
             options={
-                'verbose_name': 'warning deadline',
-                'verbose_name_plural': 'warning deadlines',
-                'ordering': ['days'],
+                "verbose_name": "warning deadline",
+                "verbose_name_plural": "warning deadlines",
+                "ordering": ["days"],
             },
         ),
         migrations.CreateModel(
-            name='WarningRule',
+            name="WarningRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(max_length=40, unique=True, verbose_name='code')),
-                ('family', models.CharField(choices=[('repayment', 'Repayment'), ('capital_account', 'Capital account'), ('financial', 'Financial'), ('collateral', 'Collateral'), ('guarantor', 'Guarantor'), ('inspection', 'Inspection'), ('external', 'External and manual')], max_length=20, verbose_name='family')),
-                ('severity', models.CharField(choices=[('red', 'Red'), ('orange', 'Orange'), ('yellow', 'Yellow')], max_length=10, verbose_name='severity')),
-                ('description', models.CharField(max_length=255, verbose_name='description')),
-                ('enabled', models.BooleanField(default=True, verbose_name='enabled')),
-                ('thresholds', models.JSONField(blank=True, default=dict, verbose_name='thresholds')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.CharField(max_length=40, unique=True, verbose_name="code")),
+                (
+                    "family",
+                    models.CharField(
+                        choices=[
+                            ("repayment", "Repayment"),
+                            ("capital_account", "Capital account"),
+                            ("financial", "Financial"),
+                            ("collateral", "Collateral"),
+                            ("guarantor", "Guarantor"),
+                            ("inspection", "Inspection"),
+                            ("external", "External and manual"),
+                        ],
+                        max_length=20,
+                        verbose_name="family",
+                    ),
+                ),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[("red", "Red"), ("orange", "Orange"), ("yellow", "Yellow")],
+                        max_length=10,
+                        verbose_name="severity",
+                    ),
+                ),
+                ("description", models.CharField(max_length=255, verbose_name="description")),
+                ("enabled", models.BooleanField(default=True, verbose_name="enabled")),
+                (
+                    "thresholds",
+                    models.JSONField(blank=True, default=dict, verbose_name="thresholds"),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated at")),
             ],
             options={
-                'verbose_name': 'warning rule',
-                'verbose_name_plural': 'warning rules',
-                'ordering': ['family', 'code'],
+                "verbose_name": "warning rule",
+                "verbose_name_plural": "warning rules",
+                "ordering": ["family", "code"],
             },
         ),
         migrations.CreateModel(
-            name='WatchedIndustry',
+            name="WatchedIndustry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code_prefix', models.CharField(max_length=10, unique=True, verbose_name='industry code prefix')),
-                ('reason', models.CharField(max_length=255, verbose_name='reason')),
-                ('active', models.BooleanField(default=True, verbose_name='active')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "code_prefix",
+                    models.CharField(
+                        max_length=10, unique=True, verbose_name="industry code prefix"
+                    ),
+                ),
+                ("reason", models.CharField(max_length=255, verbose_name="reason")),
+                ("active", models.BooleanField(default=True, verbose_name="active")),
             ],
             options={
-                'verbose_name': 'watched industry',
-                'verbose_name_plural': 'watched industries',
-                'ordering': ['code_prefix'],
+                "verbose_name": "watched industry",
+                "verbose_name_plural": "watched industries",
+                "ordering": ["code_prefix"],
             },
         ),
         migrations.AddField(
-            model_name='earlywarning',
-            name='deadline',
-            field=models.DateField(blank=True, null=True, verbose_name='deadline'),
+            model_name="earlywarning",
+            name="deadline",
+            field=models.DateField(blank=True, null=True, verbose_name="deadline"),
         ),
         migrations.AddField(
-            model_name='earlywarning',
-            name='escalated_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='escalated at'),
+            model_name="earlywarning",
+            name="escalated_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="escalated at"),
         ),
         migrations.AddField(
-            model_name='historicalearlywarning',
-            name='deadline',
-            field=models.DateField(blank=True, null=True, verbose_name='deadline'),
+            model_name="historicalearlywarning",
+            name="deadline",
+            field=models.DateField(blank=True, null=True, verbose_name="deadline"),
         ),
         migrations.AddField(
-            model_name='historicalearlywarning',
-            name='escalated_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='escalated at'),
+            model_name="historicalearlywarning",
+            name="escalated_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="escalated at"),
         ),
         migrations.CreateModel(
-            name='HistoricalExternalSignal',
+            name="HistoricalExternalSignal",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('litigation', 'Litigation'), ('enforcement', 'Enforcement'), ('tax_arrears', 'Tax arrears'), ('key_person_leaving', 'Key person leaving'), ('negative_news', 'Negative news'), ('production_halt', 'Production halt')], max_length=30, verbose_name='kind')),
-                ('description', models.TextField(verbose_name='description')),
-                ('observed_on', models.DateField(verbose_name='observed on')),
-                ('ended_on', models.DateField(blank=True, help_text='Empty while the signal applies.', null=True, verbose_name='ended on')),
-                ('recorded_at', models.DateTimeField(blank=True, editable=False, verbose_name='recorded at')),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('borrower', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='loans.borrower')),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('recorded_by', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("litigation", "Litigation"),
+                            ("enforcement", "Enforcement"),
+                            ("tax_arrears", "Tax arrears"),
+                            ("key_person_leaving", "Key person leaving"),
+                            ("negative_news", "Negative news"),
+                            ("production_halt", "Production halt"),
+                        ],
+                        max_length=30,
+                        verbose_name="kind",
+                    ),
+                ),
+                ("description", models.TextField(verbose_name="description")),
+                ("observed_on", models.DateField(verbose_name="observed on")),
+                (
+                    "ended_on",
+                    models.DateField(
+                        blank=True,
+                        help_text="Empty while the signal applies.",
+                        null=True,
+                        verbose_name="ended on",
+                    ),
+                ),
+                (
+                    "recorded_at",
+                    models.DateTimeField(blank=True, editable=False, verbose_name="recorded at"),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "borrower",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="loans.borrower",
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "recorded_by",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical external signal',
-                'verbose_name_plural': 'historical external signals',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical external signal",
+                "verbose_name_plural": "historical external signals",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalSeverityDeadline',
+            name="HistoricalSeverityDeadline",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('severity', models.CharField(choices=[('red', 'Red'), ('orange', 'Orange'), ('yellow', 'Yellow')], db_index=True, max_length=10, verbose_name='severity')),
-                ('days', models.PositiveSmallIntegerField(verbose_name='days to resolve')),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[("red", "Red"), ("orange", "Orange"), ("yellow", "Yellow")],
+                        db_index=True,
+                        max_length=10,
+                        verbose_name="severity",
+                    ),
+                ),
+                ("days", models.PositiveSmallIntegerField(verbose_name="days to resolve")),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical warning deadline',
-                'verbose_name_plural': 'historical warning deadlines',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical warning deadline",
+                "verbose_name_plural": "historical warning deadlines",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalWarningRule',
+            name="HistoricalWarningRule",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('code', models.CharField(db_index=True, max_length=40, verbose_name='code')),
-                ('family', models.CharField(choices=[('repayment', 'Repayment'), ('capital_account', 'Capital account'), ('financial', 'Financial'), ('collateral', 'Collateral'), ('guarantor', 'Guarantor'), ('inspection', 'Inspection'), ('external', 'External and manual')], max_length=20, verbose_name='family')),
-                ('severity', models.CharField(choices=[('red', 'Red'), ('orange', 'Orange'), ('yellow', 'Yellow')], max_length=10, verbose_name='severity')),
-                ('description', models.CharField(max_length=255, verbose_name='description')),
-                ('enabled', models.BooleanField(default=True, verbose_name='enabled')),
-                ('thresholds', models.JSONField(blank=True, default=dict, verbose_name='thresholds')),
-                ('updated_at', models.DateTimeField(blank=True, editable=False, verbose_name='updated at')),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.CharField(db_index=True, max_length=40, verbose_name="code")),
+                (
+                    "family",
+                    models.CharField(
+                        choices=[
+                            ("repayment", "Repayment"),
+                            ("capital_account", "Capital account"),
+                            ("financial", "Financial"),
+                            ("collateral", "Collateral"),
+                            ("guarantor", "Guarantor"),
+                            ("inspection", "Inspection"),
+                            ("external", "External and manual"),
+                        ],
+                        max_length=20,
+                        verbose_name="family",
+                    ),
+                ),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[("red", "Red"), ("orange", "Orange"), ("yellow", "Yellow")],
+                        max_length=10,
+                        verbose_name="severity",
+                    ),
+                ),
+                ("description", models.CharField(max_length=255, verbose_name="description")),
+                ("enabled", models.BooleanField(default=True, verbose_name="enabled")),
+                (
+                    "thresholds",
+                    models.JSONField(blank=True, default=dict, verbose_name="thresholds"),
+                ),
+                (
+                    "updated_at",
+                    models.DateTimeField(blank=True, editable=False, verbose_name="updated at"),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical warning rule',
-                'verbose_name_plural': 'historical warning rules',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical warning rule",
+                "verbose_name_plural": "historical warning rules",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalWatchedIndustry',
+            name="HistoricalWatchedIndustry",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('code_prefix', models.CharField(db_index=True, max_length=10, verbose_name='industry code prefix')),
-                ('reason', models.CharField(max_length=255, verbose_name='reason')),
-                ('active', models.BooleanField(default=True, verbose_name='active')),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "code_prefix",
+                    models.CharField(
+                        db_index=True, max_length=10, verbose_name="industry code prefix"
+                    ),
+                ),
+                ("reason", models.CharField(max_length=255, verbose_name="reason")),
+                ("active", models.BooleanField(default=True, verbose_name="active")),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical watched industry',
-                'verbose_name_plural': 'historical watched industries',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical watched industry",
+                "verbose_name_plural": "historical watched industries",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='WarningAction',
+            name="WarningAction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('acknowledge', 'Acknowledged'), ('assign', 'Assigned'), ('start', 'Work started'), ('contact_borrower', 'Contacted the borrower'), ('special_inspection', 'Requested a special inspection'), ('demand_collateral', 'Demanded more collateral'), ('freeze_limits', 'Froze undrawn limits'), ('accelerate', 'Accelerated the loan'), ('propose_restructuring', 'Proposed restructuring'), ('legal_action', 'Took legal action'), ('note', 'Note'), ('escalate', 'Escalated'), ('resolve', 'Resolved'), ('dismiss', 'Dismissed')], max_length=30, verbose_name='action')),
-                ('note', models.TextField(blank=True, verbose_name='note')),
-                ('performed_at', models.DateTimeField(verbose_name='performed at')),
-                ('assigned_to', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('performed_by', models.ForeignKey(blank=True, help_text='Empty for steps taken by the close-of-day run.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('warning', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='actions', to='monitoring.earlywarning')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("acknowledge", "Acknowledged"),
+                            ("assign", "Assigned"),
+                            ("start", "Work started"),
+                            ("contact_borrower", "Contacted the borrower"),
+                            ("special_inspection", "Requested a special inspection"),
+                            ("demand_collateral", "Demanded more collateral"),
+                            ("freeze_limits", "Froze undrawn limits"),
+                            ("accelerate", "Accelerated the loan"),
+                            ("propose_restructuring", "Proposed restructuring"),
+                            ("legal_action", "Took legal action"),
+                            ("note", "Note"),
+                            ("escalate", "Escalated"),
+                            ("resolve", "Resolved"),
+                            ("dismiss", "Dismissed"),
+                        ],
+                        max_length=30,
+                        verbose_name="action",
+                    ),
+                ),
+                ("note", models.TextField(blank=True, verbose_name="note")),
+                ("performed_at", models.DateTimeField(verbose_name="performed at")),
+                (
+                    "assigned_to",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "performed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty for steps taken by the close-of-day run.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "warning",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="actions",
+                        to="monitoring.earlywarning",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'warning action',
-                'verbose_name_plural': 'warning actions',
-                'ordering': ['warning', 'performed_at', 'id'],
+                "verbose_name": "warning action",
+                "verbose_name_plural": "warning actions",
+                "ordering": ["warning", "performed_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='ExternalSignal',
+            name="ExternalSignal",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('litigation', 'Litigation'), ('enforcement', 'Enforcement'), ('tax_arrears', 'Tax arrears'), ('key_person_leaving', 'Key person leaving'), ('negative_news', 'Negative news'), ('production_halt', 'Production halt')], max_length=30, verbose_name='kind')),
-                ('description', models.TextField(verbose_name='description')),
-                ('observed_on', models.DateField(verbose_name='observed on')),
-                ('ended_on', models.DateField(blank=True, help_text='Empty while the signal applies.', null=True, verbose_name='ended on')),
-                ('recorded_at', models.DateTimeField(auto_now_add=True, verbose_name='recorded at')),
-                ('borrower', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='external_signals', to='loans.borrower')),
-                ('recorded_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("litigation", "Litigation"),
+                            ("enforcement", "Enforcement"),
+                            ("tax_arrears", "Tax arrears"),
+                            ("key_person_leaving", "Key person leaving"),
+                            ("negative_news", "Negative news"),
+                            ("production_halt", "Production halt"),
+                        ],
+                        max_length=30,
+                        verbose_name="kind",
+                    ),
+                ),
+                ("description", models.TextField(verbose_name="description")),
+                ("observed_on", models.DateField(verbose_name="observed on")),
+                (
+                    "ended_on",
+                    models.DateField(
+                        blank=True,
+                        help_text="Empty while the signal applies.",
+                        null=True,
+                        verbose_name="ended on",
+                    ),
+                ),
+                (
+                    "recorded_at",
+                    models.DateTimeField(auto_now_add=True, verbose_name="recorded at"),
+                ),
+                (
+                    "borrower",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="external_signals",
+                        to="loans.borrower",
+                    ),
+                ),
+                (
+                    "recorded_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'external signal',
-                'verbose_name_plural': 'external signals',
-                'ordering': ['-observed_on'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('ended_on__isnull', True), ('ended_on__gte', models.F('observed_on')), _connector='OR'), name='signal_ends_after_observed')],
+                "verbose_name": "external signal",
+                "verbose_name_plural": "external signals",
+                "ordering": ["-observed_on"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("ended_on__isnull", True),
+                            ("ended_on__gte", models.F("observed_on")),
+                            _connector="OR",
+                        ),
+                        name="signal_ends_after_observed",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Notification',
+            name="Notification",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('message', models.CharField(max_length=500, verbose_name='message')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('read_at', models.DateTimeField(blank=True, null=True, verbose_name='read at')),
-                ('recipient', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notifications', to=settings.AUTH_USER_MODEL)),
-                ('warning', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='monitoring.earlywarning')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("message", models.CharField(max_length=500, verbose_name="message")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                ("read_at", models.DateTimeField(blank=True, null=True, verbose_name="read at")),
+                (
+                    "recipient",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notifications",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "warning",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="monitoring.earlywarning",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'notification',
-                'verbose_name_plural': 'notifications',
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['recipient', 'read_at'], name='monitoring__recipie_d0749b_idx')],
+                "verbose_name": "notification",
+                "verbose_name_plural": "notifications",
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(
+                        fields=["recipient", "read_at"], name="monitoring__recipie_d0749b_idx"
+                    )
+                ],
             },
         ),
     ]

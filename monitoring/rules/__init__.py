@@ -158,7 +158,9 @@ def get_rule(code: str) -> Rule | None:
     return REGISTRY.get(code)
 
 
-def configured_rules(phase: int | None = None, codes: list[str] | None = None) -> list[ConfiguredRule]:
+def configured_rules(
+    phase: int | None = None, codes: list[str] | None = None
+) -> list[ConfiguredRule]:
     """Return the enabled rules with their settings, in one query.
 
     A rule without a `WarningRule` row (a new rule before `sync_rules` has
