@@ -32,7 +32,7 @@ Thresholds = dict[str, int | Decimal]
 class Rule:
     """One early-warning rule.
 
-    `joins` holds extra `JOIN` clauses for the chunk's select; they may use
+    `joins` contains extra `JOIN` clauses for the chunk's select; they may use
     the parameters `%(as_of)s`, `%(low)s` and `%(high)s` (the chunk's loan
     id range). `phase` 1 rules run after the positions are refreshed, phase
     2 rules after classification, when every loan of the book has today's
@@ -166,7 +166,7 @@ def configured_rules(
     A rule without a `WarningRule` row (a new rule before `sync_rules` has
     run) uses its defaults and is enabled. Stored thresholds that no longer
     match the schema are refused with ValidationError, so a run never
-    evaluates a rule with settings nobody validated.
+    evaluates a rule with unvalidated settings.
     """
     from ..models import WarningRule
 
