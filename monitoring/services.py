@@ -322,8 +322,10 @@ def deadline_days() -> dict[str, int]:
 def set_missing_deadlines(as_of: date) -> int:
     """Set deadline = first_seen_on + the severity's days on active warnings that have none.
 
-    The close-of-day run opens warnings with INSERT ... SELECT and calls this
-    afterwards: one UPDATE per severity. Returns the number of warnings set.
+    The close-of-day run gives the warnings it opens their deadline and calls
+    this at its end for any warning left without one (opened by another path,
+    or before deadlines existed): one UPDATE per severity. Returns the number
+    of warnings set.
     NOTE: the UPDATE writes no simple-history records, like the run's own
     set-wise statements; each warning's deadline is visible on the warning.
     """

@@ -17,7 +17,8 @@ from django.db import connection
 from django.utils import timezone
 
 from ..rules import ConfiguredRule, configured_rules
-from ..sql import analyze, as_of_param, json_object
+from ..services import deadline_days
+from ..sql import analyze, as_of_param, json_object, shift_date
 
 ACTIVE = "('open', 'acknowledged', 'in_progress')"
 
@@ -61,6 +62,9 @@ def _refresh_active(hits: str) -> str:
 def _open_new(hits: str) -> str:
     """Return the insert of a warning for each hit with no active warning.
 
+    The deadline is the run date plus the days of the warning's severity, so
+    the run does not update the new warnings again afterwards.
+
     The conflict target is the partial unique index on (loan, rule) for
     active warnings, so the check is one index probe per hit and a warning
     opened meanwhile by an overlapping run is skipped, not an error.
@@ -69,10 +73,10 @@ def _open_new(hits: str) -> str:
     return f"""
         INSERT INTO monitoring_earlywarning (
             loan_id, rule_code, family, severity, status, first_seen_on, last_seen_on,
-            cleared_on, evidence, closing_reason, created_by_run_id
+            cleared_on, evidence, closing_reason, created_by_run_id, deadline
         )
         SELECT h.loan_id, %(rule_code)s, %(family)s, %(severity)s, 'open', {d}, {d},
-               NULL, h.evidence, '', %(run_id)s
+               NULL, h.evidence, '', %(run_id)s, {shift_date(d, "%(deadline_days)s")}
         FROM {hits} h
         WHERE h.rule_code = %(rule_code)s
         ON CONFLICT (loan_id, rule_code) WHERE status IN {ACTIVE} DO NOTHING
@@ -129,6 +133,7 @@ def evaluate_rules(
     counts: dict[str, int] = {}
     if not rules:
         return counts
+    days_to_resolve = deadline_days()
     hits = f"cod_hits_{uuid.uuid4().hex[:12]}"
     chunk = {"as_of": as_of, "low": low, "high": high}
     with connection.cursor() as cursor:
@@ -143,6 +148,7 @@ def evaluate_rules(
                 "rule_code": rule.code,
                 "family": rule.family,
                 "severity": rule.severity,
+                "deadline_days": days_to_resolve[rule.severity],
                 "run_id": run_id,
                 "now": timezone.now(),
                 "reason": f"Condition cleared on {as_of.isoformat()}.",
