@@ -28,10 +28,8 @@ def _evidence(rule: ConfiguredRule) -> str:
 
 
 # Every position of the chunk is as of the run date here, because the rules
-# run in the transaction that has just refreshed them. Filtering on `as_of`
-# as well would let the planner pick the (as_of, dpd_bucket) index, which
-# contains every position already refreshed today, over the primary key range.
-# Phase 2 rules run after classification, when the same holds.
+# run in the transaction that has just refreshed (phase 1) or classified
+# (phase 2) them, so the select needs no filter on `as_of`.
 def _hits_select(rules: list[ConfiguredRule]) -> str:
     """Return one row per loan of the chunk and rule that fires, with the evidence."""
     return " UNION ALL ".join(
