@@ -11,6 +11,9 @@
  *    Give the canvas role="img" and an aria-label that states what the chart shows,
  *    and put the figures in a table nearby, because a canvas is opaque to screen readers.
  *
+ * 3. Focus after an in-place update: an htmx target with data-focus-after-swap and
+ *    tabindex="-1" receives the focus once its new content has settled.
+ *
  * Sorting and filtering are done by the server, never here.
  */
 (function () {
@@ -98,6 +101,15 @@
     // Content that htmx swaps in may contain charts too.
     document.body.addEventListener("htmx:load", function (event) {
       initCharts(event.detail.elt);
+    });
+    // A panel replaced in place takes the keyboard focus back, so keyboard and
+    // screen-reader users stay where they were working instead of at the page top.
+    document.body.addEventListener("htmx:afterSettle", function (event) {
+      var target = event.detail.target;
+      var panel = target && target.id ? document.getElementById(target.id) : null;
+      if (panel && panel.hasAttribute("data-focus-after-swap")) {
+        panel.focus();
+      }
     });
   }
 
