@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_warnings
+from . import views, views_network, views_signals, views_warnings
 
 app_name = "monitoring"
 
@@ -18,4 +18,14 @@ urlpatterns = [
         views_warnings.notification_mark_read,
         name="notification_mark_read",
     ),
+    path("signals/", views_signals.signal_list, name="signal_list"),
+    path("signals/<int:pk>/end/", views_signals.signal_end, name="signal_end"),
+    path(
+        "signals/watched-industries/",
+        views_signals.watched_industry_list,
+        name="signal_watched_industries",
+    ),
+    path("borrowers/<int:pk>/signals/", views_signals.borrower_signals, name="borrower_signals"),
+    path("borrowers/<int:pk>/signals/new/", views_signals.signal_create, name="signal_create"),
+    path("borrowers/<int:pk>/network/", views_network.borrower_network, name="borrower_network"),
 ]
