@@ -474,6 +474,16 @@ class Collateral(models.Model):
             ),
             models.CheckConstraint(condition=Q(lien_rank__gte=1), name="collateral_lien_rank"),
         ]
+        indexes = [
+            # The insurance warning rules read the items whose insurance
+            # expires in a date range without visiting the table.
+            models.Index(
+                fields=["insurance_expires_on"],
+                include=["id", "reference"],
+                condition=Q(insurance_expires_on__isnull=False),
+                name="collateral_insurance_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.reference} {self.description}"
@@ -495,6 +505,13 @@ class CollateralValuation(models.Model):
             models.CheckConstraint(condition=Q(value__gt=0), name="valuation_value_positive"),
             models.UniqueConstraint(
                 fields=["collateral", "valued_on"], name="valuation_unique_per_day"
+            ),
+        ]
+        indexes = [
+            # An item's latest valuations on or before a date, read from the
+            # index alone by the collateral warning rules.
+            models.Index(
+                fields=["collateral", "-valued_on"], include=["value"], name="valuation_latest_idx"
             ),
         ]
 
@@ -521,6 +538,13 @@ class CollateralPledge(models.Model):
             models.UniqueConstraint(fields=["collateral", "loan"], name="pledge_unique"),
             models.CheckConstraint(
                 condition=Q(share__gt=0) & Q(share__lte=1), name="pledge_share_range"
+            ),
+        ]
+        indexes = [
+            # A chunk of loans' pledges, read from the index alone by the
+            # collateral warning rules.
+            models.Index(
+                fields=["loan", "collateral"], include=["share"], name="pledge_loan_collateral_idx"
             ),
         ]
 

@@ -127,3 +127,31 @@ def shift_date(expression: str, days: str) -> str:
     if is_postgresql():
         return f"(CAST({expression} AS DATE) + ({days}))"
     return f"date({expression}, CAST(({days}) AS TEXT) || ' days')"
+
+
+def shift_months(expression: str, months: str) -> str:
+    """Return an expression for the date `months` calendar months after `expression`.
+
+    A day missing from the target month becomes that month's last day
+    (31 March minus one month is 28 or 29 February), as PostgreSQL's
+    interval arithmetic does. SQLite's own month modifier would roll over
+    into the next month instead, so there the day is capped explicitly.
+    """
+    if is_postgresql():
+        return f"CAST(CAST({expression} AS DATE) + ({months}) * INTERVAL '1 month' AS DATE)"
+    same_day = (
+        f"date({expression}, 'start of month', CAST(({months}) AS TEXT) || ' months',"
+        f" CAST(CAST(strftime('%%d', {expression}) AS INTEGER) - 1 AS TEXT) || ' days')"
+    )
+    month_end = (
+        f"date({expression}, 'start of month', CAST(({months}) + 1 AS TEXT) || ' months',"
+        " '-1 days')"
+    )
+    return f"MIN({same_day}, {month_end})"
+
+
+def decimal_text(expression: str, places: int) -> str:
+    """Return an expression rendering a number as text rounded to `places` decimals."""
+    if is_postgresql():
+        return f"CAST(ROUND(({expression})::numeric, {places}) AS TEXT)"
+    return f"printf('%%.{places}f', {expression})"
