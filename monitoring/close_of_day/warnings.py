@@ -134,7 +134,12 @@ def evaluate_rules(
     days_to_resolve = deadline_days()
     hits = f"cod_hits_{uuid.uuid4().hex[:12]}"
     chunk = {"as_of": as_of, "low": low, "high": high}
+    chunk_tables = {table.name: table for rule in rules for table in rule.chunk_tables}
     with connection.cursor() as cursor:
+        for table in chunk_tables.values():
+            cursor.execute(f"CREATE TEMPORARY TABLE {table.name} AS {table.select}", chunk)
+            cursor.execute(f"CREATE INDEX {table.name}_key ON {table.name} ({table.key})")
+            analyze(cursor, table.name)
         cursor.execute(f"CREATE TEMPORARY TABLE {hits} AS {_hits_select(rules)}", chunk)
         # Both the refresh and the clearing look hits up by loan and rule, so
         # each lookup is an index probe whatever the planner estimates.
@@ -159,4 +164,6 @@ def evaluate_rules(
             cursor.execute(statement, params)
             counts[f"{rule.code}_cleared"] = cursor.rowcount
         cursor.execute(f"DROP TABLE {hits}")
+        for name in chunk_tables:
+            cursor.execute(f"DROP TABLE {name}")
     return counts

@@ -29,6 +29,20 @@ Thresholds = dict[str, int | Decimal]
 
 
 @dataclass(frozen=True)
+class ChunkTable:
+    """A temporary table of facts about the chunk's loans that several rules join.
+
+    The run fills it once per chunk, before the rules that name it are
+    evaluated, so those rules do not each repeat the same joins. `select` may
+    use the chunk parameters; `key` is the column indexed for the joins.
+    """
+
+    name: str
+    select: str
+    key: str = "loan_id"
+
+
+@dataclass(frozen=True)
 class Rule:
     """One early-warning rule.
 
@@ -38,7 +52,8 @@ class Rule:
     2 rules after classification, when every loan of the book has today's
     class. `closes_itself` says what happens when the condition clears: the
     warning is resolved by the run, or it stays open, marked as cleared,
-    until a person closes it.
+    until a person closes it. `chunk_tables` are filled before the rule is
+    evaluated, and its joins may read them by name.
     """
 
     code: str
@@ -52,6 +67,7 @@ class Rule:
     joins: str = ""
     closes_itself: bool = True
     phase: int = 1
+    chunk_tables: tuple[ChunkTable, ...] = ()
 
     def json_schema(self) -> dict[str, Any]:
         return {
@@ -129,6 +145,10 @@ class ConfiguredRule:
     @property
     def joins(self) -> str:
         return self.rule.render(self.rule.joins, self.thresholds)
+
+    @property
+    def chunk_tables(self) -> tuple[ChunkTable, ...]:
+        return self.rule.chunk_tables
 
     @property
     def evidence(self) -> dict[str, str]:

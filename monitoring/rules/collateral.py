@@ -30,17 +30,17 @@ from ..sql import (
     shift_date,
     shift_months,
 )
-from . import Rule, register
+from . import ChunkTable, Rule, register
 
 FAMILY = "collateral"
 
 
-def _latest_valuation_join(previous: bool = False) -> str:
+def _latest_valuation_join() -> str:
     """Return the join of the latest valuation on or before the run date of pledge `pl`'s item.
 
-    It gives `lv.valued_on` and `lv.value`, and with `previous` also
-    `lv.previous_on` and `lv.previous_value` of the valuation before it.
-    The columns are NULL where there is no such valuation.
+    It gives `lv.valued_on` and `lv.value`, and `lv.previous_on` and
+    `lv.previous_value` of the valuation before it. The columns are NULL
+    where there is no such valuation.
 
     On PostgreSQL a LATERAL subquery reads at most two entries of the index
     on (collateral_id, valued_on DESC) per pledge. Written as a join, the
@@ -52,7 +52,7 @@ def _latest_valuation_join(previous: bool = False) -> str:
     chunk share it.
     """
     if is_postgresql():
-        return _latest_valuation_lateral(previous)
+        return _latest_valuation_lateral()
     return f"""
         LEFT JOIN (
             SELECT v.collateral_id, v.valued_on, v.value,
@@ -71,14 +71,12 @@ def _latest_valuation_join(previous: bool = False) -> str:
     """
 
 
-def _latest_valuation_lateral(previous: bool) -> str:
+def _latest_valuation_lateral() -> str:
     newest = f"""
         SELECT v.valued_on, v.value FROM loans_collateralvaluation v
         WHERE v.collateral_id = pl.collateral_id AND v.valued_on <= {as_of_param()}
         ORDER BY v.valued_on DESC
     """
-    if not previous:
-        return f"LEFT JOIN LATERAL ({newest} LIMIT 1) lv ON TRUE"
     return f"""
         LEFT JOIN LATERAL (
             SELECT recent.valued_on, recent.value,
@@ -92,21 +90,33 @@ def _latest_valuation_lateral(previous: bool) -> str:
     """
 
 
-# Only valued items add to `pledged_value` and `support`, and a loan with no
-# valued item is left out. `items` counts every item pledged to the loan.
-_COVER = f"""
-    JOIN (
-        SELECT pl.loan_id,
-               SUM(lv.value * pl.share) AS pledged_value,
-               SUM(lv.value * pl.share * c.ltv_limit) AS support,
-               COUNT(*) AS items,
-               COUNT(lv.value) AS valued_items
+# Every item pledged to a loan of the chunk, with its latest two valuations on
+# or before the run date. The five rules read it instead of each joining the
+# pledges, the items and the valuations again.
+COLLATERAL_ITEMS = ChunkTable(
+    name="cod_collateral_items",
+    select=f"""
+        SELECT pl.loan_id, pl.share, c.reference, c.kind, c.ltv_limit, c.insurance_expires_on,
+               lv.valued_on, lv.value, lv.previous_on, lv.previous_value
         FROM loans_collateralpledge pl
         JOIN loans_collateral c ON c.id = pl.collateral_id
         {_latest_valuation_join()}
         WHERE pl.loan_id BETWEEN %(low)s AND %(high)s
-        GROUP BY pl.loan_id
-        HAVING COUNT(lv.value) > 0
+    """,
+)
+
+# Only valued items add to `pledged_value` and `support`, and a loan with no
+# valued item is left out. `items` counts every item pledged to the loan.
+_COVER = """
+    JOIN (
+        SELECT ci.loan_id,
+               SUM(ci.value * ci.share) AS pledged_value,
+               SUM(ci.value * ci.share * ci.ltv_limit) AS support,
+               COUNT(*) AS items,
+               COUNT(ci.value) AS valued_items
+        FROM cod_collateral_items ci
+        GROUP BY ci.loan_id
+        HAVING COUNT(ci.value) > 0
     ) cover ON cover.loan_id = p.loan_id
 """
 
@@ -119,6 +129,7 @@ LTV_OVER_LIMIT = register(
         severity="orange",
         description=_("Outstanding principal above what the pledged collateral supports."),
         joins=_COVER,
+        chunk_tables=(COLLATERAL_ITEMS,),
         # Support is compared rounded to cents, as collateral_support returns it.
         condition="p.outstanding_principal > ROUND(cover.support, 2)",
         evidence={
@@ -133,20 +144,17 @@ LTV_OVER_LIMIT = register(
 
 # A drop of exactly `drop_percent` does not fire. The comparison multiplies
 # instead of dividing, so it is exact on PostgreSQL.
-_VALUE_DROPS = f"""
+_VALUE_DROPS = """
     JOIN (
-        SELECT pl.loan_id, c.reference, lv.valued_on, lv.value, lv.previous_on,
-               lv.previous_value,
+        SELECT ci.loan_id, ci.reference, ci.valued_on, ci.value, ci.previous_on,
+               ci.previous_value,
                ROW_NUMBER() OVER (
-                   PARTITION BY pl.loan_id
-                   ORDER BY lv.value * 1.0 / lv.previous_value, c.reference
+                   PARTITION BY ci.loan_id
+                   ORDER BY ci.value * 1.0 / ci.previous_value, ci.reference
                ) AS worst,
-               COUNT(*) OVER (PARTITION BY pl.loan_id) AS items
-        FROM loans_collateralpledge pl
-        JOIN loans_collateral c ON c.id = pl.collateral_id
-        {_latest_valuation_join(previous=True)}
-        WHERE pl.loan_id BETWEEN %(low)s AND %(high)s
-          AND (lv.previous_value - lv.value) * 100 > {{drop_percent}} * lv.previous_value
+               COUNT(*) OVER (PARTITION BY ci.loan_id) AS items
+        FROM cod_collateral_items ci
+        WHERE (ci.previous_value - ci.value) * 100 > {drop_percent} * ci.previous_value
     ) dropped ON dropped.loan_id = p.loan_id
 """
 
@@ -157,6 +165,7 @@ VALUE_DROP = register(
         severity="orange",
         description=_("Collateral value down more than 20% since its previous valuation."),
         joins=_VALUE_DROPS,
+        chunk_tables=(COLLATERAL_ITEMS,),
         condition="dropped.worst = 1",
         evidence={
             "collateral_reference": "dropped.reference",
@@ -186,7 +195,7 @@ _INTERVAL_THRESHOLDS = {
 
 
 def _by_kind(value_sql: str) -> str:
-    """Return a CASE over `c.kind` of `value_sql` for each kind with an interval, else NULL.
+    """Return a CASE over `ci.kind` of `value_sql` for each kind with an interval, else NULL.
 
     `{threshold}` in `value_sql` is the placeholder of the kind's interval threshold.
     """
@@ -194,7 +203,7 @@ def _by_kind(value_sql: str) -> str:
         f"WHEN '{kind}' THEN {value_sql.format(threshold='{' + name + '}')}"
         for kind, name in _INTERVAL_THRESHOLDS.items()
     )
-    return f"CASE c.kind {branches} END"
+    return f"CASE ci.kind {branches} END"
 
 
 # An item is stale when its latest valuation is older than its interval, so
@@ -202,22 +211,17 @@ def _by_kind(value_sql: str) -> str:
 # item never valued first, else the item with the oldest valuation.
 _STALE_VALUATIONS = f"""
     JOIN (
-        SELECT pl.loan_id, c.reference, c.kind, lv.valued_on,
+        SELECT ci.loan_id, ci.reference, ci.kind, ci.valued_on,
                {_by_kind("{threshold}")} AS interval_months,
                ROW_NUMBER() OVER (
-                   PARTITION BY pl.loan_id
-                   ORDER BY CASE WHEN lv.valued_on IS NULL THEN 0 ELSE 1 END, lv.valued_on,
-                            c.reference
+                   PARTITION BY ci.loan_id
+                   ORDER BY CASE WHEN ci.valued_on IS NULL THEN 0 ELSE 1 END, ci.valued_on,
+                            ci.reference
                ) AS oldest,
-               COUNT(*) OVER (PARTITION BY pl.loan_id) AS items
-        FROM loans_collateralpledge pl
-        JOIN loans_collateral c ON c.id = pl.collateral_id
-        {_latest_valuation_join()}
-        WHERE pl.loan_id BETWEEN %(low)s AND %(high)s
-          AND (
-              lv.valued_on IS NULL
-              OR lv.valued_on < {_by_kind(shift_months(as_of_param(), "-{threshold}"))}
-          )
+               COUNT(*) OVER (PARTITION BY ci.loan_id) AS items
+        FROM cod_collateral_items ci
+        WHERE ci.valued_on IS NULL
+           OR ci.valued_on < {_by_kind(shift_months(as_of_param(), "-{threshold}"))}
     ) stale ON stale.loan_id = p.loan_id
 """
 
@@ -233,6 +237,7 @@ VALUATION_STALE = register(
             " residential older than 36 months, movables older than 6 months, or missing."
         ),
         joins=_STALE_VALUATIONS,
+        chunk_tables=(COLLATERAL_ITEMS,),
         condition="stale.oldest = 1",
         evidence={
             "collateral_reference": "stale.reference",
@@ -263,14 +268,13 @@ def _insurance_join(expiry_condition: str) -> str:
     """
     return f"""
         JOIN (
-            SELECT pl.loan_id, c.reference, c.insurance_expires_on,
+            SELECT ci.loan_id, ci.reference, ci.insurance_expires_on,
                    ROW_NUMBER() OVER (
-                       PARTITION BY pl.loan_id ORDER BY c.insurance_expires_on, c.reference
+                       PARTITION BY ci.loan_id ORDER BY ci.insurance_expires_on, ci.reference
                    ) AS earliest,
-                   COUNT(*) OVER (PARTITION BY pl.loan_id) AS items
-            FROM loans_collateralpledge pl
-            JOIN loans_collateral c ON c.id = pl.collateral_id
-            WHERE pl.loan_id BETWEEN %(low)s AND %(high)s AND {expiry_condition}
+                   COUNT(*) OVER (PARTITION BY ci.loan_id) AS items
+            FROM cod_collateral_items ci
+            WHERE {expiry_condition}
         ) insured ON insured.loan_id = p.loan_id
     """
 
@@ -287,7 +291,8 @@ INSURANCE_EXPIRED = register(
         family=FAMILY,
         severity="orange",
         description=_("Insurance of pledged collateral expired."),
-        joins=_insurance_join(f"c.insurance_expires_on < {as_of_param()}"),
+        joins=_insurance_join(f"ci.insurance_expires_on < {as_of_param()}"),
+        chunk_tables=(COLLATERAL_ITEMS,),
         condition="insured.earliest = 1",
         evidence={
             **_INSURANCE_EVIDENCE,
@@ -305,9 +310,10 @@ INSURANCE_EXPIRING = register(
         severity="yellow",
         description=_("Insurance of pledged collateral expires within 30 days."),
         joins=_insurance_join(
-            f"c.insurance_expires_on >= {as_of_param()}"
-            f" AND c.insurance_expires_on <= {shift_date(as_of_param(), '{days}')}"
+            f"ci.insurance_expires_on >= {as_of_param()}"
+            f" AND ci.insurance_expires_on <= {shift_date(as_of_param(), '{days}')}"
         ),
+        chunk_tables=(COLLATERAL_ITEMS,),
         condition="insured.earliest = 1",
         evidence={
             **_INSURANCE_EVIDENCE,
