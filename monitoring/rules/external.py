@@ -117,7 +117,8 @@ WATCHED_INDUSTRY = register(
         severity="yellow",
         description=_("The borrower's industry is on the watch list."),
         joins=f"""
-            JOIN loans_borrower b ON b.id = l.borrower_id
+            JOIN loans_borrower b
+              ON b.id = l.borrower_id AND l.id BETWEEN %(low)s AND %(high)s
             JOIN monitoring_watchedindustry w
               ON w.active AND w.code_prefix <> '' AND {_prefix_matches("w.code_prefix")}
         """,

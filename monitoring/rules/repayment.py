@@ -49,7 +49,8 @@ DPD_OVER_90 = register(_days_past_due_rule("REP_DPD_90", 90, "red"))
 # An instalment was paid late when it was settled more than `grace_days`
 # after its due date, or is still unpaid that long after it. Only instalments
 # due in the window before the run date count; one settled after the run date
-# was unpaid on it.
+# was unpaid on it. The last condition repeats that of `instalment_late_idx`
+# word for word, so that PostgreSQL reads the instalments from that index.
 _LATE_INSTALMENTS = f"""
     JOIN (
         SELECT i.loan_id, COUNT(*) AS late_count
@@ -58,6 +59,7 @@ _LATE_INSTALMENTS = f"""
           AND i.due_date > {shift_date(as_of_param(), "-{window_days}")}
           AND i.due_date < {shift_date(as_of_param(), "-{grace_days}")}
           AND (i.settled_on IS NULL OR i.settled_on > {shift_date("i.due_date", "{grace_days}")})
+          AND (i.settled_on IS NULL OR i.settled_on > i.due_date)
         GROUP BY i.loan_id
         HAVING COUNT(*) >= {{late_payments}}
     ) late ON late.loan_id = p.loan_id
