@@ -1,16 +1,20 @@
 """Close-of-day step 2: evaluate the warning rules and merge them into warnings.
 
 The hits of every rule for the chunk are computed once into a temporary
-table. Then, for each rule, three statements: refresh the active warnings
-whose rule still fires, open a warning where none is active, and mark the
-active warnings whose condition cleared. The partial unique index on (loan,
-rule) for active warnings keeps one active warning per loan and rule even if
-two runs overlap.
+table, with each rule's family, severity and deadline. Then four statements
+for all the rules together: refresh the active warnings whose rule still
+fires, open a warning where none is active, and resolve or mark the active
+warnings whose condition cleared. The number of statements does not grow
+with the number of rules or loans. The partial unique index on (loan, rule)
+for active warnings keeps one active warning per loan and rule even if two
+runs overlap.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections import Counter
 from datetime import date
 
 from django.db import connection
@@ -22,6 +26,9 @@ from ..sql import analyze, as_of_param, json_object, shift_date
 
 ACTIVE = "('open', 'acknowledged', 'in_progress')"
 
+# Counts kept per rule, as `<code>_<step>` in the run's counts.
+STEPS = ("refreshed", "opened", "cleared")
+
 
 def _evidence(rule: ConfiguredRule) -> str:
     return json_object({**rule.evidence, "as_of": "CAST(p.as_of AS TEXT)"})
@@ -30,11 +37,18 @@ def _evidence(rule: ConfiguredRule) -> str:
 # Every position of the chunk is as of the run date here, because the rules
 # run in the transaction that has just refreshed (phase 1) or classified
 # (phase 2) them, so the select needs no filter on `as_of`.
-def _hits_select(rules: list[ConfiguredRule]) -> str:
-    """Return one row per loan of the chunk and rule that fires, with the evidence."""
+def _hits_select(rules: list[ConfiguredRule], days_to_resolve: dict[str, int]) -> str:
+    """Return one row per loan of the chunk and rule that fires, with the evidence.
+
+    Codes, families and severities are checked identifiers (see `_literal`),
+    written into the statement as constants.
+    """
     return " UNION ALL ".join(
         f"""
-        SELECT p.loan_id, '{rule.code}' AS rule_code, {_evidence(rule)} AS evidence
+        SELECT p.loan_id, {_literal(rule.code)} AS rule_code,
+               {_literal(rule.family)} AS family, {_literal(rule.severity)} AS severity,
+               {int(days_to_resolve[rule.severity])} AS deadline_days,
+               {_evidence(rule)} AS evidence
         FROM loans_loanposition p
         JOIN loans_loan l ON l.id = p.loan_id
         {rule.joins}
@@ -44,16 +58,27 @@ def _hits_select(rules: list[ConfiguredRule]) -> str:
     )
 
 
+def _literal(identifier: str) -> str:
+    """Return `identifier` as a SQL string literal, after checking it is a plain code."""
+    if not re.fullmatch(r"[A-Za-z0-9_]+", identifier):
+        raise ValueError(f"Invalid rule identifier {identifier!r}.")
+    return f"'{identifier}'"
+
+
+def _codes(rules: list[ConfiguredRule]) -> str:
+    return "(" + ", ".join(_literal(rule.code) for rule in rules) + ")"
+
+
 def _refresh_active(hits: str) -> str:
     return f"""
         UPDATE monitoring_earlywarning
         SET last_seen_on = {as_of_param()}, cleared_on = NULL, evidence = h.evidence
         FROM {hits} h
-        WHERE h.rule_code = %(rule_code)s
-          AND monitoring_earlywarning.loan_id = h.loan_id
+        WHERE monitoring_earlywarning.loan_id = h.loan_id
+          AND monitoring_earlywarning.rule_code = h.rule_code
           AND monitoring_earlywarning.loan_id BETWEEN %(low)s AND %(high)s
-          AND monitoring_earlywarning.rule_code = %(rule_code)s
           AND monitoring_earlywarning.status IN {ACTIVE}
+        RETURNING monitoring_earlywarning.rule_code
     """
 
 
@@ -73,41 +98,45 @@ def _open_new(hits: str) -> str:
             loan_id, rule_code, family, severity, status, first_seen_on, last_seen_on,
             cleared_on, evidence, closing_reason, created_by_run_id, deadline
         )
-        SELECT h.loan_id, %(rule_code)s, %(family)s, %(severity)s, 'open', {d}, {d},
-               NULL, h.evidence, '', %(run_id)s, {shift_date(d, "%(deadline_days)s")}
+        SELECT h.loan_id, h.rule_code, h.family, h.severity, 'open', {d}, {d},
+               NULL, h.evidence, '', %(run_id)s, {shift_date(d, "h.deadline_days")}
         FROM {hits} h
-        WHERE h.rule_code = %(rule_code)s
+        WHERE true
         ON CONFLICT (loan_id, rule_code) WHERE status IN {ACTIVE} DO NOTHING
+        RETURNING rule_code
     """
 
 
-def _cleared_condition(hits: str) -> str:
+def _cleared_condition(hits: str, codes: str) -> str:
     """Return the condition of active warnings of the chunk whose rule stopped firing."""
     return f"""
         loan_id BETWEEN %(low)s AND %(high)s
-        AND rule_code = %(rule_code)s
+        AND rule_code IN {codes}
         AND status IN {ACTIVE}
         AND first_seen_on <= {as_of_param()}
         AND NOT EXISTS (
             SELECT 1 FROM {hits} h
-            WHERE h.loan_id = monitoring_earlywarning.loan_id AND h.rule_code = %(rule_code)s
+            WHERE h.loan_id = monitoring_earlywarning.loan_id
+              AND h.rule_code = monitoring_earlywarning.rule_code
         )
     """
 
 
-def _close_cleared(hits: str) -> str:
+def _close_cleared(hits: str, codes: str) -> str:
     return f"""
         UPDATE monitoring_earlywarning
         SET status = 'resolved', cleared_on = {as_of_param()}, closed_at = %(now)s,
             closing_reason = %(reason)s
-        WHERE {_cleared_condition(hits)}
+        WHERE {_cleared_condition(hits, codes)}
+        RETURNING rule_code
     """
 
 
-def _mark_cleared(hits: str) -> str:
+def _mark_cleared(hits: str, codes: str) -> str:
     return f"""
         UPDATE monitoring_earlywarning SET cleared_on = {as_of_param()}
-        WHERE cleared_on IS NULL AND {_cleared_condition(hits)}
+        WHERE cleared_on IS NULL AND {_cleared_condition(hits, codes)}
+        RETURNING rule_code
     """
 
 
@@ -133,37 +162,42 @@ def evaluate_rules(
         return counts
     days_to_resolve = deadline_days()
     hits = f"cod_hits_{uuid.uuid4().hex[:12]}"
-    chunk = {"as_of": as_of, "low": low, "high": high}
+    params = {
+        "as_of": as_of,
+        "low": low,
+        "high": high,
+        "run_id": run_id,
+        "now": timezone.now(),
+        "reason": f"Condition cleared on {as_of.isoformat()}.",
+    }
     chunk_tables = {table.name: table for rule in rules for table in rule.chunk_tables}
+    closing = [rule for rule in rules if rule.closes_itself]
+    waiting = [rule for rule in rules if not rule.closes_itself]
+    tally: dict[str, Counter[str]] = {step: Counter() for step in STEPS}
     with connection.cursor() as cursor:
         for table in chunk_tables.values():
-            cursor.execute(f"CREATE TEMPORARY TABLE {table.name} AS {table.select}", chunk)
+            cursor.execute(f"CREATE TEMPORARY TABLE {table.name} AS {table.select}", params)
             cursor.execute(f"CREATE INDEX {table.name}_key ON {table.name} ({table.key})")
             analyze(cursor, table.name)
-        cursor.execute(f"CREATE TEMPORARY TABLE {hits} AS {_hits_select(rules)}", chunk)
+        select = _hits_select(rules, days_to_resolve)
+        cursor.execute(f"CREATE TEMPORARY TABLE {hits} AS {select}", params)
         # Both the refresh and the clearing look hits up by loan and rule, so
         # each lookup is an index probe whatever the planner estimates.
         cursor.execute(f"CREATE INDEX {hits}_key ON {hits} (loan_id, rule_code)")
         analyze(cursor, hits)
-        for rule in rules:
-            params = {
-                **chunk,
-                "rule_code": rule.code,
-                "family": rule.family,
-                "severity": rule.severity,
-                "deadline_days": days_to_resolve[rule.severity],
-                "run_id": run_id,
-                "now": timezone.now(),
-                "reason": f"Condition cleared on {as_of.isoformat()}.",
-            }
-            cursor.execute(_refresh_active(hits), params)
-            counts[f"{rule.code}_refreshed"] = cursor.rowcount
-            cursor.execute(_open_new(hits), params)
-            counts[f"{rule.code}_opened"] = cursor.rowcount
-            statement = _close_cleared(hits) if rule.closes_itself else _mark_cleared(hits)
+        statements = [("refreshed", _refresh_active(hits)), ("opened", _open_new(hits))]
+        if closing:
+            statements.append(("cleared", _close_cleared(hits, _codes(closing))))
+        if waiting:
+            statements.append(("cleared", _mark_cleared(hits, _codes(waiting))))
+        for step, statement in statements:
             cursor.execute(statement, params)
-            counts[f"{rule.code}_cleared"] = cursor.rowcount
+            tally[step].update(row[0] for row in cursor.fetchall())
         cursor.execute(f"DROP TABLE {hits}")
         for name in chunk_tables:
             cursor.execute(f"DROP TABLE {name}")
+    counts: dict[str, int] = {}
+    for rule in rules:
+        for step in STEPS:
+            counts[f"{rule.code}_{step}"] = tally[step][rule.code]
     return counts
