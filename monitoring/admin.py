@@ -15,6 +15,8 @@ from .models import (
     ClassificationChange,
     EarlyWarning,
     ExternalSignal,
+    FlaggedGuarantee,
+    GuaranteeNetworkMember,
     JobRun,
     Notification,
     SeverityDeadline,
@@ -186,3 +188,42 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_display = ("recipient", "message", "created_at", "read_at")
     raw_id_fields = ("recipient", "warning")
     show_full_result_count = False
+
+
+@admin.register(GuaranteeNetworkMember)
+class GuaranteeNetworkMemberAdmin(ReadOnlyAdmin):
+    """The last close-of-day run's guarantee circles and chains, per open loan."""
+
+    list_display = (
+        "loan",
+        "borrower",
+        "kind",
+        "circle_id",
+        "member_count",
+        "chain_length",
+        "npl_member_count",
+        "as_of",
+    )
+    list_filter = ("kind",)
+    list_select_related = ("loan", "borrower")
+    raw_id_fields = ("loan", "borrower")
+
+
+@admin.register(FlaggedGuarantee)
+class FlaggedGuaranteeAdmin(ReadOnlyAdmin):
+    """The last close-of-day run's worst flagged guarantor per loan and guarantor rule."""
+
+    list_display = (
+        "loan",
+        "reason",
+        "guarantor",
+        "days_past_due",
+        "risk_class",
+        "total_guaranteed",
+        "net_worth",
+        "flagged_guarantors",
+        "as_of",
+    )
+    list_filter = ("reason",)
+    list_select_related = ("loan", "guarantor")
+    raw_id_fields = ("loan", "guarantor")

@@ -35,6 +35,7 @@ from ..models import EarlyWarning, JobRun, JobStatus, WarningStatus
 from ..services import set_missing_deadlines
 from ..sql import analyze, tune_chunk_transaction
 from .classification import classify_chunk, contagious_loans
+from .network import refresh_guarantee_network
 from .positions import refresh_positions
 from .warnings import evaluate_rules
 
@@ -103,7 +104,9 @@ def prepare_classification(
     before the run have never seen, so the planner would otherwise read
     phase 2's positions through the as-of index. Debtor contagion is then
     found for the whole book in one grouped pass, which is cheaper than each
-    chunk looking up the other loans of its borrowers one by one.
+    chunk looking up the other loans of its borrowers one by one. Last, the
+    guarantee network and the flagged guarantees that the guarantor rules
+    of phase 2 read are rewritten for the whole book.
     """
     started_at = time.time()
     step_started = time.perf_counter()
@@ -113,6 +116,9 @@ def prepare_classification(
     step_started = time.perf_counter()
     contagious = contagious_loans(as_of)
     contagion_seconds = time.perf_counter() - step_started
+    step_started = time.perf_counter()
+    network_counts = refresh_guarantee_network(as_of, run_id)
+    network_seconds = time.perf_counter() - step_started
     per_chunk = [
         contagious[bisect_left(contagious, low) : bisect_right(contagious, high)]
         for low, high in chunks
@@ -124,8 +130,12 @@ def prepare_classification(
     )
     result = ChunkResult(
         phase="prepare",
-        counts={"contagious_loans": len(contagious)},
-        seconds={"analyze_positions": analyze_seconds, "debtor_contagion": contagion_seconds},
+        counts={"contagious_loans": len(contagious), **network_counts},
+        seconds={
+            "analyze_positions": analyze_seconds,
+            "debtor_contagion": contagion_seconds,
+            "guarantee_network": network_seconds,
+        },
         started_at=started_at,
         finished_at=time.time(),
     )
