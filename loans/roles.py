@@ -21,20 +21,44 @@ VIEW_BOOK = [
     ("loans", "view_collateralpledge"),
     ("loans", "view_loanposition"),
     ("monitoring", "view_earlywarning"),
+    ("monitoring", "view_warningaction"),
     ("monitoring", "view_classificationchange"),
     ("monitoring", "view_jobrun"),
+    ("monitoring", "view_warningrule"),
+    ("monitoring", "view_externalsignal"),
+    ("monitoring", "view_watchedindustry"),
+    ("monitoring", "view_guaranteenetworkmember"),
 ]
 HISTORY = [
     ("loans", f"view_historical{model}")
     for model in (
-        "branch", "borrower", "loan", "instalment", "repayment", "writeoff", "guarantor",
-        "guarantee", "collateral", "collateralvaluation", "collateralpledge",
+        "branch",
+        "borrower",
+        "loan",
+        "instalment",
+        "repayment",
+        "writeoff",
+        "guarantor",
+        "guarantee",
+        "collateral",
+        "collateralvaluation",
+        "collateralpledge",
     )
-] + [("monitoring", "view_historicalearlywarning")]
+] + [
+    ("monitoring", f"view_historical{model}")
+    for model in (
+        "earlywarning",
+        "warningrule",
+        "severitydeadline",
+        "externalsignal",
+        "watchedindustry",
+    )
+]
 
 ROLE_PERMISSIONS = {
     "Credit officer": VIEW_BOOK,
-    "Risk manager": VIEW_BOOK + [
+    "Risk manager": VIEW_BOOK
+    + [
         ("monitoring", "change_earlywarning"),
         ("monitoring", "add_jobrun"),
     ],
@@ -48,6 +72,7 @@ ADMIN_APPS = ("loans", "monitoring", "reports", "auth", "django_celery_beat")
 def create_role_groups(apps) -> None:
     """Create or update the role groups; `apps` is a migration or the live app registry."""
     from django.contrib.auth.management import create_permissions
+    from django.db.models import Q
 
     for app_config in apps.get_app_configs():
         # Migration states have no models module, and create_permissions skips
@@ -64,8 +89,10 @@ def create_role_groups(apps) -> None:
         if codes is None:
             permissions = Permission.objects.filter(content_type__app_label__in=ADMIN_APPS)
         else:
-            permissions = [
-                Permission.objects.get(content_type__app_label=app, codename=codename)
-                for app, codename in codes
-            ]
+            # A model added by a later migration has no permissions yet. That
+            # migration calls this function again and the role gets them then.
+            wanted = Q()
+            for app, codename in codes:
+                wanted |= Q(content_type__app_label=app, codename=codename)
+            permissions = Permission.objects.filter(wanted)
         group.permissions.set(permissions)

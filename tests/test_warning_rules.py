@@ -257,3 +257,27 @@ def test_three_runs_keep_one_active_warning(make_scheduled_loan):
     assert len(active) >= 3 * 5
     assert max(active.values()) == 1
     assert EarlyWarning.objects.count() == len(active)
+
+
+def test_whole_number_threshold_becomes_integer(make_scheduled_loan):
+    loan = make_scheduled_loan(disbursement_date=date(2023, 1, 1))
+    sync_rules()
+    WarningRule.objects.filter(code="REP_MATURITY_NEAR").update(thresholds={"days": 365.0})
+
+    dispatch_close_of_day(date(2023, 3, 15))
+
+    assert configured_rules(codes=["REP_MATURITY_NEAR"])[0].thresholds == {"days": 365}
+    assert loan.pk in _active("REP_MATURITY_NEAR")
+
+
+def test_severity_change_reaches_active_warnings(make_scheduled_loan):
+    loan = make_scheduled_loan(disbursement_date=date(2023, 1, 1))
+    sync_rules()
+    dispatch_close_of_day(date(2023, 3, 15))
+    WarningRule.objects.filter(code="REP_OVERDUE").update(severity="red")
+
+    dispatch_close_of_day(date(2023, 3, 16))
+
+    warning = EarlyWarning.objects.get(loan=loan, rule_code="REP_OVERDUE")
+    assert warning.severity == "red"
+    assert warning.first_seen_on == date(2023, 3, 15)

@@ -72,7 +72,8 @@ def _codes(rules: list[ConfiguredRule]) -> str:
 def _refresh_active(hits: str) -> str:
     return f"""
         UPDATE monitoring_earlywarning
-        SET last_seen_on = {as_of_param()}, cleared_on = NULL, evidence = h.evidence
+        SET last_seen_on = {as_of_param()}, cleared_on = NULL, evidence = h.evidence,
+            severity = h.severity
         FROM {hits} h
         WHERE monitoring_earlywarning.loan_id = h.loan_id
           AND monitoring_earlywarning.rule_code = h.rule_code

@@ -98,8 +98,12 @@ class Rule:
                     for error in errors
                 ]
             )
+        # JSON Schema counts 30.0 as an integer. SQL must get 30, because a
+        # date plus a decimal is an error on PostgreSQL.
         return {
-            name: value if isinstance(value, int) else Decimal(str(value))
+            name: int(value)
+            if self.schema.get(name, {}).get("type") == "integer"
+            else Decimal(str(value))
             for name, value in values.items()
         }
 
