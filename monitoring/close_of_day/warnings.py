@@ -36,7 +36,9 @@ def _evidence(rule: ConfiguredRule) -> str:
 
 # Every position of the chunk is as of the run date here, because the rules
 # run in the transaction that has just refreshed (phase 1) or classified
-# (phase 2) them, so the select needs no filter on `as_of`.
+# (phase 2) them, so the select needs no filter on `as_of`. PostgreSQL does not
+# carry the range of `p.loan_id` over to `l.id` through the join, so the loans
+# get the range too; without it a condition on `l` scanned the whole table.
 def _hits_select(rules: list[ConfiguredRule], days_to_resolve: dict[str, int]) -> str:
     """Return one row per loan of the chunk and rule that fires, with the evidence.
 
@@ -50,7 +52,7 @@ def _hits_select(rules: list[ConfiguredRule], days_to_resolve: dict[str, int]) -
                {int(days_to_resolve[rule.severity])} AS deadline_days,
                {_evidence(rule)} AS evidence
         FROM loans_loanposition p
-        JOIN loans_loan l ON l.id = p.loan_id
+        JOIN loans_loan l ON l.id = p.loan_id AND l.id BETWEEN %(low)s AND %(high)s
         {rule.joins}
         WHERE p.loan_id BETWEEN %(low)s AND %(high)s AND p.is_open AND ({rule.condition})
         """

@@ -108,30 +108,31 @@ def _prefix_matches(prefix: str) -> str:
 
 
 # The evidence names the longest of several matching active prefixes (such as
-# "44" and "4452"). Two different prefixes of the same length cannot both match
-# one code, so each loan gives one hit.
+# "44" and "4452"). The prefix is looked up per borrower in subqueries rather
+# than joined, so that PostgreSQL reads each borrower of the chunk once: joined,
+# it read all of them again for every prefix on the watch list.
+_LONGEST_PREFIX = f"""(
+    SELECT w.{{column}} FROM monitoring_watchedindustry w
+    WHERE w.active AND w.code_prefix <> '' AND {_prefix_matches("w.code_prefix")}
+    ORDER BY LENGTH(w.code_prefix) DESC, w.code_prefix
+    LIMIT 1
+)"""
+
 WATCHED_INDUSTRY = register(
     Rule(
         code="EXT_WATCHED_INDUSTRY",
         family=FAMILY,
         severity="yellow",
         description=_("The borrower's industry is on the watch list."),
-        joins=f"""
-            JOIN loans_borrower b
-              ON b.id = l.borrower_id AND l.id BETWEEN %(low)s AND %(high)s
-            JOIN monitoring_watchedindustry w
-              ON w.active AND w.code_prefix <> '' AND {_prefix_matches("w.code_prefix")}
-        """,
-        condition=f"""NOT EXISTS (
-            SELECT 1 FROM monitoring_watchedindustry longer
-            WHERE longer.active
-              AND LENGTH(longer.code_prefix) > LENGTH(w.code_prefix)
-              AND {_prefix_matches("longer.code_prefix")}
+        joins="JOIN loans_borrower b ON b.id = l.borrower_id",
+        condition=f"""EXISTS (
+            SELECT 1 FROM monitoring_watchedindustry w
+            WHERE w.active AND w.code_prefix <> '' AND {_prefix_matches("w.code_prefix")}
         )""",
         evidence={
             "industry_code": "b.industry_code",
-            "code_prefix": "w.code_prefix",
-            "reason": "w.reason",
+            "code_prefix": _LONGEST_PREFIX.replace("{column}", "code_prefix"),
+            "reason": _LONGEST_PREFIX.replace("{column}", "reason"),
         },
     )
 )
