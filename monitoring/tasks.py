@@ -95,10 +95,15 @@ def close_of_day(as_of: str | None = None) -> int:
 def escalate_overdue_warnings(as_of: str | None = None) -> int:
     """Set missing deadlines, then escalate red warnings past theirs; return how many escalated.
 
-    The beat schedule calls it daily without `as_of`, which means today's date.
+    The beat schedule calls it daily without `as_of`, which means the business
+    date (the as-of date of the last completed close-of-day run), the date the
+    deadlines and the warning queue count from. Before any run it is today.
     """
-    from . import services
+    from . import selectors, services
 
-    business_date = date.fromisoformat(as_of) if as_of else timezone.localdate()
+    if as_of:
+        business_date = date.fromisoformat(as_of)
+    else:
+        business_date = selectors.get_business_date() or timezone.localdate()
     services.set_missing_deadlines(business_date)
     return services.escalate_overdue(business_date)

@@ -672,3 +672,12 @@ def test_mark_read_leaves_other_users_alone(client, book, risk_manager, officer)
 
     others.refresh_from_db()
     assert others.read_at is None
+
+
+def test_scheduled_escalation_counts_from_business_date(book):
+    # The book's run is as of 2023-07-01: red deadlines fall on 2023-07-04, so
+    # on the business date nothing is overdue, although today's date is later.
+    count = tasks.escalate_overdue_warnings()
+
+    assert count == 0
+    assert not EarlyWarning.objects.filter(escalated_at__isnull=False).exists()
