@@ -122,7 +122,29 @@ class EarlyWarning(models.Model):
                 name="warning_one_active_per_loan_and_rule",
             ),
         ]
-        indexes = [models.Index(fields=["status", "severity"])]
+        indexes = [
+            models.Index(fields=["status", "severity"]),
+            # The warning queue's first page in its two sort orders, read from
+            # the index (migration 0007 explains the severity rank).
+            models.Index(
+                models.Case(
+                    models.When(severity="red", then=models.Value(3)),
+                    models.When(severity="orange", then=models.Value(2)),
+                    models.When(severity="yellow", then=models.Value(1)),
+                    default=models.Value(0),
+                    output_field=models.IntegerField(),
+                ).desc(),
+                models.F("first_seen_on"),
+                models.F("id"),
+                condition=Q(status__in=["open", "acknowledged", "in_progress"]),
+                name="warning_queue_severity_idx",
+            ),
+            models.Index(
+                fields=["first_seen_on", "id"],
+                condition=Q(status__in=["open", "acknowledged", "in_progress"]),
+                name="warning_queue_first_seen_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.rule_code} on {self.loan_id}"

@@ -85,7 +85,12 @@ def warning_queue_view(request: HttpRequest) -> HttpResponse:
         # The counts leave out the severity filter, so each count links to its severity.
         counts = severity_counts(warning_queue(request.user, {**filters, "severity": ""}, as_of))
     warnings, sort = sort_warnings(warnings, request.GET.get("sort"))
-    page = Paginator(warnings, PAGE_SIZE).get_page(request.GET.get("page"))
+    paginator = Paginator(warnings, PAGE_SIZE)
+    # The severity counts already hold the number of rows the queue lists, so
+    # the paginator need not count them again.
+    severity = filters.get("severity") if filters else ""
+    paginator.count = counts[severity] if severity else counts["total"]
+    page = paginator.get_page(request.GET.get("page"))
     page.object_list = annotate_queue_rows(page.object_list, as_of)
     may_assign = can_manage_warnings(request.user)
     return render(
