@@ -281,3 +281,15 @@ def test_severity_change_reaches_active_warnings(make_scheduled_loan):
     warning = EarlyWarning.objects.get(loan=loan, rule_code="REP_OVERDUE")
     assert warning.severity == "red"
     assert warning.first_seen_on == date(2023, 3, 15)
+
+
+def test_warnings_follow_loan_branch(make_scheduled_loan, branch_south):
+    loan = make_scheduled_loan(disbursement_date=date(2023, 1, 1))
+    dispatch_close_of_day(date(2023, 3, 15))
+    opened_in = set(EarlyWarning.objects.values_list("branch_id", flat=True))
+    Loan.objects.filter(pk=loan.pk).update(branch=branch_south)
+
+    dispatch_close_of_day(date(2023, 3, 16))
+
+    assert opened_in == {loan.branch_id}
+    assert set(EarlyWarning.objects.values_list("branch_id", flat=True)) == {branch_south.pk}

@@ -47,7 +47,7 @@ def _hits_select(rules: list[ConfiguredRule], days_to_resolve: dict[str, int]) -
     """
     return " UNION ALL ".join(
         f"""
-        SELECT p.loan_id, {_literal(rule.code)} AS rule_code,
+        SELECT p.loan_id, l.branch_id, {_literal(rule.code)} AS rule_code,
                {_literal(rule.family)} AS family, {_literal(rule.severity)} AS severity,
                {int(days_to_resolve[rule.severity])} AS deadline_days,
                {_evidence(rule)} AS evidence
@@ -75,7 +75,7 @@ def _refresh_active(hits: str) -> str:
     return f"""
         UPDATE monitoring_earlywarning
         SET last_seen_on = {as_of_param()}, cleared_on = NULL, evidence = h.evidence,
-            severity = h.severity
+            severity = h.severity, branch_id = h.branch_id
         FROM {hits} h
         WHERE monitoring_earlywarning.loan_id = h.loan_id
           AND monitoring_earlywarning.rule_code = h.rule_code
@@ -98,10 +98,10 @@ def _open_new(hits: str) -> str:
     d = as_of_param()
     return f"""
         INSERT INTO monitoring_earlywarning (
-            loan_id, rule_code, family, severity, status, first_seen_on, last_seen_on,
-            cleared_on, evidence, closing_reason, created_by_run_id, deadline
+            loan_id, branch_id, rule_code, family, severity, status, first_seen_on,
+            last_seen_on, cleared_on, evidence, closing_reason, created_by_run_id, deadline
         )
-        SELECT h.loan_id, h.rule_code, h.family, h.severity, 'open', {d}, {d},
+        SELECT h.loan_id, h.branch_id, h.rule_code, h.family, h.severity, 'open', {d}, {d},
                NULL, h.evidence, '', %(run_id)s, {shift_date(d, "h.deadline_days")}
         FROM {hits} h
         WHERE true
