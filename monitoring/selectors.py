@@ -20,7 +20,6 @@ from loans.access import (
     User,
     has_role,
     sees_whole_book,
-    visible_loans,
 )
 from loans.models import CollateralPledge, CollateralValuation, Guarantee, Loan, LoanPosition
 

@@ -120,7 +120,10 @@ def test_each_collateral_item_uses_its_own_limit(make_scheduled_loan):
             ltv_limit=Decimal(limit),
         )
         CollateralValuation.objects.create(
-            collateral=item, valued_on=date(2023, 1, 1), value=Decimal(value), method="market",
+            collateral=item,
+            valued_on=date(2023, 1, 1),
+            value=Decimal(value),
+            method="market",
             valuer="Valuer",
         )
         CollateralPledge.objects.create(collateral=item, loan=loan)
