@@ -93,7 +93,7 @@ class WarningQueueFilterForm(forms.Form):
         self.fields["rule"].choices = [("", _("All rules")), *_rule_choices()]
         self.fields["branch"].queryset = scoped_branches(user)
         self.fields["officer"].queryset = scoped_officers(user)
-        self.assignees = list(assignable_users())
+        self.assignees = list(assignable_users(viewer=user))
         self.fields["assignee"].choices = [
             ("", _("Anyone")),
             (ASSIGNEE_UNASSIGNED, _("Unassigned")),

@@ -124,7 +124,53 @@ EVIDENCE_LABELS = {
     "overdue_principal": _("Overdue principal"),
     "overdue_interest": _("Overdue interest"),
     "oldest_unpaid_due_date": _("Oldest unpaid due date"),
-    "threshold_days": _("Threshold (days past due)"),
+    "threshold_days": _("Threshold (days)"),
+    "late_instalments": _("Instalments paid late"),
+    "threshold_late_payments": _("Threshold (late instalments)"),
+    "window_days": _("Window (days)"),
+    "grace_days": _("Grace (days)"),
+    "maturity_date": _("Maturity date"),
+    "outstanding_principal": _("Outstanding principal"),
+    "support": _("Supported by collateral"),
+    "ltv": _("Loan-to-value"),
+    "items": _("Items"),
+    "valued_items": _("Valued items"),
+    "collateral_reference": _("Collateral"),
+    "collateral_kind": _("Collateral type"),
+    "previous_valued_on": _("Previous valuation date"),
+    "previous_value": _("Previous value"),
+    "valued_on": _("Valuation date"),
+    "value": _("Value"),
+    "drop_percent": _("Drop (%)"),
+    "threshold_drop_percent": _("Threshold (drop %)"),
+    "last_valued_on": _("Last valued on"),
+    "interval_months": _("Revaluation interval (months)"),
+    "insurance_expires_on": _("Insurance expires on"),
+    "days_expired": _("Days since expiry"),
+    "days_left": _("Days left"),
+    "guarantor_id": _("Guarantor"),
+    "guarantor_name": _("Guarantor name"),
+    "guarantor_borrower_id": _("Guarantor's borrower record"),
+    "guarantor_days_past_due": _("Guarantor's days past due"),
+    "guarantor_risk_class": _("Guarantor's risk class"),
+    "flagged_guarantors": _("Guarantors flagged"),
+    "guarantor_total_guaranteed": _("Total guaranteed"),
+    "guarantor_net_worth": _("Net worth"),
+    "threshold_multiple": _("Threshold (multiple of net worth)"),
+    "circle_id": _("Guarantee circle"),
+    "circle_members": _("Circle members"),
+    "npl_members": _("Non-performing members"),
+    "npl_borrower_ids": _("Non-performing borrowers"),
+    "chain_length": _("Chain length"),
+    "threshold_chain_length": _("Threshold (chain length)"),
+    "kind": _("Signal"),
+    "signal_id": _("Signal record"),
+    "observed_on": _("Observed on"),
+    "description": _("Description"),
+    "open_signals": _("Open signals of this kind"),
+    "industry_code": _("Industry code"),
+    "code_prefix": _("Watched prefix"),
+    "reason": _("Reason on the watch list"),
 }
 
 
@@ -154,16 +200,22 @@ def visible_warnings(user: User) -> QuerySet[EarlyWarning]:
     return EarlyWarning.objects.filter(branch__staff=user)
 
 
-def assignable_users(branch_id: int | None = None) -> QuerySet:
+def assignable_users(branch_id: int | None = None, viewer: User | None = None) -> QuerySet:
     """Return the active users who may own a warning: risk managers, administrators, officers.
 
     With `branch_id`, only the credit officers who work for that branch are included,
-    because an officer cannot open the warnings of another branch's loans.
+    because an officer cannot open the warnings of another branch's loans. With a
+    `viewer` who sees only some branches, only the officers of those branches are.
     """
     users = get_user_model().objects.filter(is_active=True, groups__name__in=ASSIGNABLE_ROLES)
     if branch_id is not None:
         users = users.filter(
             Q(groups__name__in=[RISK_MANAGER, ADMINISTRATOR]) | Q(branches__id=branch_id)
+        )
+    if viewer is not None and not sees_whole_book(viewer):
+        users = users.filter(
+            Q(groups__name__in=[RISK_MANAGER, ADMINISTRATOR])
+            | Q(branches__in=viewer.branches.all())
         )
     return users.distinct().order_by("last_name", "first_name", "username")
 

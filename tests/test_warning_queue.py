@@ -391,3 +391,29 @@ def test_user_without_role_gets_403(client, queue):
 
     for url in urls:
         assert client.get(url).status_code == 403, url
+
+
+def test_officer_assignee_filter_lists_own_branch_only(officer, risk_manager, branch_south):
+    from loans import access
+    from monitoring.forms import WarningQueueFilterForm
+
+    from .factories import UserFactory
+
+    colleague = UserFactory(
+        username="colleague", roles=[access.CREDIT_OFFICER], branches=officer.branches.all()
+    )
+    stranger = UserFactory(
+        username="stranger", roles=[access.CREDIT_OFFICER], branches=[branch_south]
+    )
+
+    officer_choices = {
+        value for value, _ in WarningQueueFilterForm(user=officer).fields["assignee"].choices
+    }
+    manager_choices = {
+        value for value, _ in WarningQueueFilterForm(user=risk_manager).fields["assignee"].choices
+    }
+
+    assert str(colleague.pk) in officer_choices
+    assert str(risk_manager.pk) in officer_choices
+    assert str(stranger.pk) not in officer_choices
+    assert str(stranger.pk) in manager_choices

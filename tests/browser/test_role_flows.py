@@ -181,9 +181,10 @@ def test_credit_officer_works_own_branch(page, live_server, log_in, screenshot, 
     )
 
     active_warnings = page.get_by_role("table", name="Active warnings")
-    expect(active_warnings.locator("tbody code")).to_have_count(2)
+    expect(active_warnings.locator("tbody code")).to_have_count(3)
     assert sorted(active_warnings.locator("tbody code").all_inner_texts()) == [
         "REP_DPD_30",
+        "REP_DPD_60",
         "REP_OVERDUE",
     ]
     expect(page.get_by_role("table", name="Resolved and dismissed warnings")).to_contain_text(
