@@ -107,6 +107,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="Print EXPLAIN ANALYZE of each queue URL's slowest query, "
         f"also done when a URL's p95 exceeds {QUEUE_TARGET_P95_MS} ms.",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="Processes that evaluate the chunks of all rules together, as the pool "
+        "processes of the Celery workers of a run (2).",
+    )
+    parser.add_argument(
+        "--skip-alone", action="store_true", help="Do not time each rule on its own."
+    )
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
     return parser.parse_args(argv)
 
@@ -246,25 +256,69 @@ def refresh_network(as_of: date, run_id: int) -> tuple[float | None, object]:
     return time.perf_counter() - started, result
 
 
-def evaluate_over_chunks(
-    as_of: date, run_id: int, phase: int | None, codes: list[str] | None = None
-) -> tuple[float, dict[str, int]]:
-    """Evaluate rules over every chunk, a transaction each as in the run; return seconds, counts."""
+def evaluate_chunks(
+    as_of: date,
+    run_id: int,
+    phase: int | None,
+    codes: list[str] | None,
+    chunks: list[tuple[int, int]],
+) -> dict[str, int]:
+    """Evaluate rules over `chunks`, a transaction each as in the run; return the counts."""
     from collections import Counter
 
     from django.db import connection, transaction
 
-    from monitoring.close_of_day.run import plan_chunks
     from monitoring.close_of_day.warnings import evaluate_rules
     from monitoring.sql import tune_chunk_transaction
 
     counts: Counter[str] = Counter()
-    started = time.perf_counter()
-    for low, high in plan_chunks():
+    for low, high in chunks:
         with transaction.atomic():
             with connection.cursor() as cursor:
                 tune_chunk_transaction(cursor)
             counts.update(evaluate_rules(as_of, low, high, run_id, phase=phase, codes=codes))
+    return dict(counts)
+
+
+def evaluate_over_chunks(
+    as_of: date,
+    run_id: int,
+    phase: int | None,
+    codes: list[str] | None = None,
+    processes: int = 1,
+) -> tuple[float, dict[str, int]]:
+    """Evaluate rules over every chunk in `processes` processes; return seconds and counts.
+
+    With several processes the chunks are dealt out in turn, as a Celery
+    worker with that many pool processes takes them from the queue.
+    """
+    import multiprocessing
+    from collections import Counter
+    from concurrent.futures import ProcessPoolExecutor
+
+    from django.db import connections
+
+    from monitoring.close_of_day.run import plan_chunks
+
+    chunks = plan_chunks()
+    started = time.perf_counter()
+    if processes <= 1:
+        return time.perf_counter() - started, evaluate_chunks(as_of, run_id, phase, codes, chunks)
+    # Forked processes must open their own database connections.
+    connections.close_all()
+    counts: Counter[str] = Counter()
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        shares = [chunks[index::processes] for index in range(processes)]
+        for result in pool.map(
+            evaluate_chunks,
+            [as_of] * processes,
+            [run_id] * processes,
+            [phase] * processes,
+            [codes] * processes,
+            shares,
+        ):
+            counts.update(result)
     return time.perf_counter() - started, dict(counts)
 
 
@@ -298,12 +352,12 @@ def time_rules_alone(as_of: date, run_id: int, report: dict) -> None:
     report["rules_alone"] = rows
 
 
-def time_rules_together(as_of: date, run_id: int, label: str, report: dict) -> None:
+def time_rules_together(as_of: date, run_id: int, label: str, report: dict, processes: int) -> None:
     """Time phase 1 rules, the guarantee network and phase 2 rules over every chunk."""
-    load = print_step(f"all rules together over every chunk, {label}")
-    phase_1, counts_1 = evaluate_over_chunks(as_of, run_id, phase=1)
+    load = print_step(f"all rules together over every chunk in {processes} process(es), {label}")
+    phase_1, counts_1 = evaluate_over_chunks(as_of, run_id, phase=1, processes=processes)
     network_seconds, _result = refresh_network(as_of, run_id)
-    phase_2, counts_2 = evaluate_over_chunks(as_of, run_id, phase=2)
+    phase_2, counts_2 = evaluate_over_chunks(as_of, run_id, phase=2, processes=processes)
 
     counts = {**counts_1, **counts_2}
     total = phase_1 + (network_seconds or 0) + phase_2
@@ -322,6 +376,7 @@ def time_rules_together(as_of: date, run_id: int, label: str, report: dict) -> N
     report.setdefault("rules_together", []).append(
         {
             "case": label,
+            "processes": processes,
             "load_before": load,
             "phase_1_seconds": round(phase_1, 2),
             "network_seconds": None if network_seconds is None else round(network_seconds, 2),
@@ -334,7 +389,7 @@ def time_rules_together(as_of: date, run_id: int, label: str, report: dict) -> N
     )
 
 
-def time_rules(as_of: date, run_id: int, report: dict) -> None:
+def time_rules(as_of: date, run_id: int, report: dict, processes: int, skip_alone: bool) -> None:
     from monitoring.rules import configured_rules
 
     removed = delete_warnings("rule_code LIKE %s", [SYNTHETIC_RULE_PREFIX + "%"])
@@ -350,12 +405,14 @@ def time_rules(as_of: date, run_id: int, report: dict) -> None:
         print(f"result:               {result}")
     report["network_seconds"] = None if network_seconds is None else round(network_seconds, 2)
 
-    time_rules_alone(as_of, run_id, report)
+    if not skip_alone:
+        time_rules_alone(as_of, run_id, report)
 
     codes = [rule.code for rule in configured_rules(phase=None)]
     delete_warnings("rule_code = ANY(%s)", [codes])
-    time_rules_together(as_of, run_id, "first run (no warnings in place)", report)
-    time_rules_together(as_of, run_id, "nightly (warnings in place)", report)
+    first = "first run (no warnings in place)"
+    time_rules_together(as_of, run_id, first, report, processes)
+    time_rules_together(as_of, run_id, "nightly (warnings in place)", report, processes)
 
 
 # --- Warning queue page --------------------------------------------------------
@@ -567,7 +624,7 @@ def main(argv: list[str]) -> None:
     prepare_book(args, report)
     run_id = ensure_close_of_day(args, report)
     if not args.queue_only:
-        time_rules(args.as_of, run_id, report)
+        time_rules(args.as_of, run_id, report, args.processes, args.skip_alone)
     if not args.skip_queue:
         time_queue(args, run_id, report)
     if args.json:

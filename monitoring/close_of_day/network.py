@@ -35,7 +35,7 @@ from django.db import connection, transaction
 
 from loans.models import RiskClass
 
-from ..guarantee_network import ChainMembership, OpenLoans, chain_members, circle_members
+from ..guarantee_network import ChainMembership, OpenLoans, circles_and_chains
 from ..models import FlaggedGuarantee, GuaranteeNetworkMember, NetworkKind
 from ..rules import ConfiguredRule, configured_rules
 from ..rules.guarantor import GUARANTOR_CHECKS
@@ -168,8 +168,7 @@ def refresh_guarantee_network(as_of: date, run_id: int) -> dict[str, int]:
         _create_table(cursor, npl_table, npl_borrowers_sql(policy), params, "borrower_id")
         cursor.execute(f"SELECT borrower_id FROM {npl_table}")
         npl = {row[0] for row in cursor.fetchall()}
-        circles = circle_members(as_of, OpenLoans.POSITION)
-        chains = chain_members(
+        circles, chains = circles_and_chains(
             as_of, OpenLoans.POSITION, npl_sql=f"SELECT borrower_id FROM {npl_table}"
         )
         _create_table(
