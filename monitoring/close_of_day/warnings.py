@@ -181,13 +181,13 @@ def evaluate_rules(
         for table in chunk_tables.values():
             cursor.execute(f"CREATE TEMPORARY TABLE {table.name} AS {table.select}", params)
             cursor.execute(f"CREATE INDEX {table.name}_key ON {table.name} ({table.key})")
-            analyze(cursor, table.name)
+            analyze(cursor, table.name, (table.key,))
         select = _hits_select(rules, days_to_resolve)
         cursor.execute(f"CREATE TEMPORARY TABLE {hits} AS {select}", params)
         # Both the refresh and the clearing look hits up by loan and rule, so
         # each lookup is an index probe whatever the planner estimates.
         cursor.execute(f"CREATE INDEX {hits}_key ON {hits} (loan_id, rule_code)")
-        analyze(cursor, hits)
+        analyze(cursor, hits, ("loan_id", "rule_code"))
         statements = [("refreshed", _refresh_active(hits)), ("opened", _open_new(hits))]
         if closing:
             statements.append(("cleared", _close_cleared(hits, _codes(closing))))
