@@ -107,13 +107,16 @@ class EarlyWarning(models.Model):
         null=True,
         blank=True,
         related_name="assigned_warnings",
+        db_index=False,
     )
     deadline = models.DateField(_("deadline"), null=True, blank=True)
     escalated_at = models.DateTimeField(_("escalated at"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     closing_reason = models.CharField(_("closing reason"), max_length=255, blank=True)
+    # Not indexed: nothing looks warnings up by run, and each index costs the
+    # close-of-day run a write for every warning it opens.
     created_by_run = models.ForeignKey(
-        JobRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        JobRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     history = HistoricalRecords()
 
@@ -128,8 +131,15 @@ class EarlyWarning(models.Model):
                 name="warning_one_active_per_loan_and_rule",
             ),
         ]
+        # Every index here costs the close-of-day run a write for each warning
+        # it opens, so each one serves a page. The severity counts of the queue
+        # read the branch index, whose entries are exactly the active warnings.
         indexes = [
-            models.Index(fields=["status", "severity"]),
+            models.Index(
+                fields=["assigned_to"],
+                condition=Q(assigned_to__isnull=False),
+                name="warning_assigned_idx",
+            ),
             models.Index(
                 fields=["branch", "severity"],
                 condition=Q(status__in=["open", "acknowledged", "in_progress"]),

@@ -322,8 +322,8 @@ def severity_counts(warnings: QuerySet[EarlyWarning]) -> dict[str, int]:
     """Count the warnings of each severity, and in total, in one aggregate query.
 
     Severity is never NULL, so counting it counts the warnings. Unlike the
-    primary key, it is in the (status, severity) index, from which PostgreSQL
-    can then count without reading the table.
+    primary key, it is in the partial index of active warnings on (branch,
+    severity), from which PostgreSQL can then count without reading the table.
     """
     counts = warnings.order_by().aggregate(
         total=Count("severity"),
