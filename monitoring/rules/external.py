@@ -108,9 +108,9 @@ def _prefix_matches(prefix: str) -> str:
 
 
 # The evidence names the longest of several matching active prefixes (such as
-# "44" and "4452"). The prefix is looked up per borrower in subqueries rather
-# than joined, so that PostgreSQL reads each borrower of the chunk once: joined,
-# it read all of them again for every prefix on the watch list.
+# "44" and "4452"). The prefix is looked up per borrower of the chunk in
+# subqueries rather than joined. Joined, PostgreSQL read the borrowers again
+# for every prefix on the watch list, or every borrower of the book.
 _LONGEST_PREFIX = f"""(
     SELECT w.{{column}} FROM monitoring_watchedindustry w
     WHERE w.active AND w.code_prefix <> '' AND {_prefix_matches("w.code_prefix")}
@@ -125,10 +125,9 @@ WATCHED_INDUSTRY = register(
         severity="yellow",
         description=_("The borrower's industry is on the watch list."),
         joins="JOIN loans_borrower b ON b.id = l.borrower_id",
-        condition=f"""EXISTS (
-            SELECT 1 FROM monitoring_watchedindustry w
-            WHERE w.active AND w.code_prefix <> '' AND {_prefix_matches("w.code_prefix")}
-        )""",
+        # A scalar subquery, which the planner cannot turn into a join: as an
+        # EXISTS it was joined first to every borrower of the book.
+        condition=f"{_LONGEST_PREFIX.replace('{column}', 'code_prefix')} IS NOT NULL",
         evidence={
             "industry_code": "b.industry_code",
             "code_prefix": _LONGEST_PREFIX.replace("{column}", "code_prefix"),
