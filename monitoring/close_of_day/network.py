@@ -175,11 +175,9 @@ def refresh_guarantee_network(as_of: date, run_id: int) -> dict[str, int]:
             cursor, guarantor_table, guarantor_standing_sql(policy), params, "guarantor_id"
         )
 
-        _lock_for_rewrite(cursor)
-        cursor.execute(f"DELETE FROM {GuaranteeNetworkMember._meta.db_table}")
+        _empty_for_rewrite(cursor)
         members = _circle_rows(circles, npl) + _chain_rows(chains)
         member_loans = _insert_members(cursor, as_of, members, members_table)
-        cursor.execute(f"DELETE FROM {FlaggedGuarantee._meta.db_table}")
         flagged = 0
         for rule in configured_rules(phase=2, codes=list(GUARANTOR_CHECKS)):
             cursor.execute(_flag_guarantees_sql(rule, guarantor_table), params)
@@ -217,17 +215,22 @@ def _create_table(cursor, table: str, select: str, params: dict, key: str) -> No
     analyze(cursor, table)
 
 
-def _lock_for_rewrite(cursor) -> None:
-    """Make a second refresh wait until this one commits, on PostgreSQL (SQLite has one writer).
+def _empty_for_rewrite(cursor) -> None:
+    """Empty both tables; a second refresh waits until this one commits.
 
-    Without it two overlapping runs would each delete the rows they see and
-    insert their own, and the second insert would break a unique
-    constraint. The mode lets readers through, so the chunks of a run in
-    progress keep evaluating the previous rows.
+    On PostgreSQL, TRUNCATE gives the tables new files, so the rows of earlier
+    runs leave no dead rows behind. Deleted instead, they doubled the tables'
+    size run after run until a vacuum, and the refresh slowed by a second at
+    1,000,000 loans. TRUNCATE locks out readers until the commit, a few
+    seconds between the phases of the run, when only administrators' pages
+    read these tables. SQLite has one writer at a time and no TRUNCATE.
     """
+    tables = [GuaranteeNetworkMember._meta.db_table, FlaggedGuarantee._meta.db_table]
     if is_postgresql():
-        tables = f"{GuaranteeNetworkMember._meta.db_table}, {FlaggedGuarantee._meta.db_table}"
-        cursor.execute(f"LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE")
+        cursor.execute(f"TRUNCATE {', '.join(tables)}")
+        return
+    for table in tables:
+        cursor.execute(f"DELETE FROM {table}")
 
 
 def _circle_rows(circles: dict[int, int], npl: set[int]) -> list[dict]:
