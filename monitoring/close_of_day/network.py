@@ -76,30 +76,8 @@ def npl_borrowers_sql(policy: ClassificationPolicy) -> str:
     """
 
 
-def valid_guarantees_sql() -> str:
-    """Return a SELECT of the guarantees valid on `as_of` on open loans, with what they cover.
-
-    Columns: loan_id, guarantor_id, borrower_id (the loan's), covered (the
-    amount, or else the percentage of the loan's outstanding principal
-    rounded to cents, half away from zero).
-    """
-    d = as_of_param()
-    return f"""
-        SELECT g.loan_id, g.guarantor_id, l.borrower_id,
-               COALESCE(g.amount, ROUND(g.percentage * p.outstanding_principal / 100, 2))
-                   AS covered
-        FROM loans_guarantee g
-        JOIN loans_loan l ON l.id = g.loan_id
-        JOIN loans_loanposition p ON p.loan_id = g.loan_id
-        WHERE p.as_of = {d} AND p.is_open
-          AND g.valid_from <= {d} AND (g.valid_to IS NULL OR g.valid_to >= {d})
-    """
-
-
-def guarantor_standing_sql(policy: ClassificationPolicy, valid_table: str) -> str:
+def guarantor_standing_sql(policy: ClassificationPolicy) -> str:
     """Return a SELECT of each guarantor with a guarantee valid on `as_of` on an open loan.
-
-    `valid_table` holds the rows of `valid_guarantees_sql`.
 
     Columns: guarantor_id, borrower_id (the guarantor's, when it is also a
     borrower), total_guaranteed, net_worth, and the worst days_past_due and
@@ -112,9 +90,14 @@ def guarantor_standing_sql(policy: ClassificationPolicy, valid_table: str) -> st
         SELECT gr.id AS guarantor_id, gr.borrower_id, t.total_guaranteed, gr.net_worth,
                own.days_past_due, own.risk_class
         FROM (
-            SELECT v.guarantor_id, SUM(v.covered) AS total_guaranteed
-            FROM {valid_table} v
-            GROUP BY v.guarantor_id
+            SELECT g.guarantor_id,
+                   SUM(COALESCE(g.amount, ROUND(g.percentage * p.outstanding_principal / 100, 2)))
+                       AS total_guaranteed
+            FROM loans_guarantee g
+            JOIN loans_loanposition p ON p.loan_id = g.loan_id
+            WHERE p.as_of = {d} AND p.is_open
+              AND g.valid_from <= {d} AND (g.valid_to IS NULL OR g.valid_to >= {d})
+            GROUP BY g.guarantor_id
         ) t
         JOIN loans_guarantor gr ON gr.id = t.guarantor_id
         LEFT JOIN (
@@ -131,11 +114,10 @@ def guarantor_standing_sql(policy: ClassificationPolicy, valid_table: str) -> st
     """
 
 
-def _flag_guarantees_sql(rule: ConfiguredRule, guarantor_table: str, valid_table: str) -> str:
+def _flag_guarantees_sql(rule: ConfiguredRule, guarantor_table: str) -> str:
     """Return the INSERT of the worst guarantor that `rule` flags on each open loan.
 
-    `guarantor_table` is the table of `guarantor_standing_sql` and
-    `valid_table` that of `valid_guarantees_sql`. A guarantee
+    `guarantor_table` is the table of `guarantor_standing_sql`. A guarantee
     by the loan's own borrower is skipped, because it protects nothing.
     """
     check = GUARANTOR_CHECKS[rule.code]
@@ -148,16 +130,20 @@ def _flag_guarantees_sql(rule: ConfiguredRule, guarantor_table: str, valid_table
         SELECT f.loan_id, '{check.reason}', {d}, f.guarantor_id, f.days_past_due, f.risk_class,
                f.total_guaranteed, f.net_worth, f.flagged_guarantors
         FROM (
-            SELECT v.loan_id, s.guarantor_id, s.days_past_due, s.risk_class,
+            SELECT g.loan_id, s.guarantor_id, s.days_past_due, s.risk_class,
                    s.total_guaranteed, s.net_worth,
-                   COUNT(*) OVER (PARTITION BY v.loan_id) AS flagged_guarantors,
+                   COUNT(*) OVER (PARTITION BY g.loan_id) AS flagged_guarantors,
                    ROW_NUMBER() OVER (
-                       PARTITION BY v.loan_id ORDER BY {check.worst_first("s")}, s.guarantor_id
+                       PARTITION BY g.loan_id ORDER BY {check.worst_first("s")}, s.guarantor_id
                    ) AS guarantor_rank
             FROM {guarantor_table} s
-            JOIN {valid_table} v ON v.guarantor_id = s.guarantor_id
+            JOIN loans_guarantee g ON g.guarantor_id = s.guarantor_id
+            JOIN loans_loan l ON l.id = g.loan_id
+            JOIN loans_loanposition p ON p.loan_id = g.loan_id
             WHERE ({check.qualifies("s")})
-              AND (s.borrower_id IS NULL OR s.borrower_id <> v.borrower_id)
+              AND g.valid_from <= {d} AND (g.valid_to IS NULL OR g.valid_to >= {d})
+              AND p.as_of = {d} AND p.is_open
+              AND (s.borrower_id IS NULL OR s.borrower_id <> l.borrower_id)
         ) f
         WHERE f.guarantor_rank = 1
     """
@@ -174,8 +160,8 @@ def refresh_guarantee_network(as_of: date, run_id: int) -> dict[str, int]:
     policy = current_policy()
     params = {"as_of": as_of}
     suffix = uuid.uuid4().hex[:12]
-    npl_table, valid_table, guarantor_table, members_table = (
-        f"cod_{name}_{suffix}" for name in ("npl", "valid", "guarantors", "members")
+    npl_table, guarantor_table, members_table = (
+        f"cod_{name}_{suffix}" for name in ("npl", "guarantors", "members")
     )
     with transaction.atomic(), connection.cursor() as cursor:
         disable_jit(cursor)
@@ -186,14 +172,7 @@ def refresh_guarantee_network(as_of: date, run_id: int) -> dict[str, int]:
             as_of, OpenLoans.POSITION, npl_sql=f"SELECT borrower_id FROM {npl_table}"
         )
         _create_table(
-            cursor, valid_table, valid_guarantees_sql(), params, "guarantor_id", unique=False
-        )
-        _create_table(
-            cursor,
-            guarantor_table,
-            guarantor_standing_sql(policy, valid_table),
-            params,
-            "guarantor_id",
+            cursor, guarantor_table, guarantor_standing_sql(policy), params, "guarantor_id"
         )
 
         _empty_for_rewrite(cursor)
@@ -201,11 +180,11 @@ def refresh_guarantee_network(as_of: date, run_id: int) -> dict[str, int]:
         member_loans = _insert_members(cursor, as_of, members, members_table)
         flagged = 0
         for rule in configured_rules(phase=2, codes=list(GUARANTOR_CHECKS)):
-            cursor.execute(_flag_guarantees_sql(rule, guarantor_table, valid_table), params)
+            cursor.execute(_flag_guarantees_sql(rule, guarantor_table), params)
             flagged += cursor.rowcount
         analyze(cursor, GuaranteeNetworkMember._meta.db_table)
         analyze(cursor, FlaggedGuarantee._meta.db_table)
-        for table in (members_table, guarantor_table, valid_table, npl_table):
+        for table in (members_table, guarantor_table, npl_table):
             cursor.execute(f"DROP TABLE {table}")
 
     counts = {
@@ -230,12 +209,9 @@ def refresh_guarantee_network(as_of: date, run_id: int) -> dict[str, int]:
     return counts
 
 
-def _create_table(
-    cursor, table: str, select: str, params: dict, key: str, unique: bool = True
-) -> None:
+def _create_table(cursor, table: str, select: str, params: dict, key: str) -> None:
     cursor.execute(f"CREATE TEMPORARY TABLE {table} AS {select}", params)
-    kind = "UNIQUE INDEX" if unique else "INDEX"
-    cursor.execute(f"CREATE {kind} {table}_key ON {table} ({key})")
+    cursor.execute(f"CREATE UNIQUE INDEX {table}_key ON {table} ({key})")
     analyze(cursor, table)
 
 
