@@ -85,7 +85,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Some indexes carry extra columns (INCLUDE) so that PostgreSQL answers the
+# Some indexes carry extra columns (INCLUDE) so that PostgreSQL serves the
 # close-of-day queries from the index alone. SQLite builds them without those
 # columns, which is harmless, so its warning about them is not shown.
 SILENCED_SYSTEM_CHECKS = ["models.W040"]

@@ -246,8 +246,9 @@ def test_risk_manager_triages_red_warnings(page, live_server, log_in, screenshot
     expect(_actions(page).get_by_role("status")).to_have_text("Action recorded.")
     expect(page).to_have_url(f"{live_server.url}/monitoring/warnings/{book.aster_red.pk}/")
     expect(_status(page)).to_have_text("In progress")
-    # The replaced panel takes the focus back, so the keyboard user stays in it.
-    assert _focused(page) == "warning-actions"
+    # The replaced panel takes the focus back once htmx has settled it, so the
+    # keyboard user stays in it.
+    expect(page.locator("#warning-actions")).to_be_focused()
     expect(page.locator("#warning-timeline li")).to_have_count(2)
     contact = _timeline(page)[1]
     assert contact["kind"] == "Contacted the borrower"
