@@ -244,15 +244,14 @@ def delete_warnings(where: str, params: list) -> int:
 
 def refresh_network(as_of: date, run_id: int) -> tuple[float | None, object]:
     """Run `refresh_guarantee_network` once; return its seconds and result, or None if absent."""
-    from django.db import transaction
-
     try:
         from monitoring.close_of_day.network import refresh_guarantee_network
     except ImportError:
         return None, None
+    # Called outside a transaction, as the run's preparation task calls it, so
+    # that it rewrites its two tables at the same time on PostgreSQL.
     started = time.perf_counter()
-    with transaction.atomic():
-        result = refresh_guarantee_network(as_of, run_id)
+    result = refresh_guarantee_network(as_of, run_id)
     return time.perf_counter() - started, result
 
 

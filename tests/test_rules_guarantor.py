@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import transaction
 from django.urls import reverse
 
 from loans.models import (
@@ -470,3 +471,23 @@ def test_admin_lists_rows_read_only(model, admin_client, django_assert_max_num_q
     assert response.status_code == 200
     assert loans["D"].contract_number in response.content.decode()
     assert add_page.status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refresh_outside_transaction_runs_both_parts(role_groups):
+    # Outside a transaction on PostgreSQL the two tables are rewritten on two
+    # connections at once; the result must be that of the single transaction.
+    loans = build_network(cycle("A", "B") + path("C", "D", "E"), npl=("C",))
+    dispatch_close_of_day(AS_OF)
+    with transaction.atomic():
+        single = refresh_guarantee_network(AS_OF, run_id=0)
+    members = sorted(GuaranteeNetworkMember.objects.values_list("loan_id", "kind"))
+    flags = sorted(FlaggedGuarantee.objects.values_list("loan_id", "reason"))
+
+    parallel = refresh_guarantee_network(AS_OF, run_id=0)
+
+    assert parallel == single
+    assert sorted(GuaranteeNetworkMember.objects.values_list("loan_id", "kind")) == members
+    assert sorted(FlaggedGuarantee.objects.values_list("loan_id", "reason")) == flags
+    assert (loans["D"].pk, "non_performing") in flags
+    assert single["guarantee_circle_members"] == 2

@@ -29,6 +29,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 from django.db import connection, transaction
@@ -153,48 +154,23 @@ def _flag_guarantees_sql(rule: ConfiguredRule, guarantor_table: str) -> str:
 def refresh_guarantee_network(as_of: date, run_id: int) -> dict[str, int]:
     """Replace the network members and flagged guarantees with those of `as_of`; return counts.
 
-    Call it after every position of the run date is written. It runs in one
-    transaction, so a run that fails here leaves the previous rows in place.
+    Call it after every position of the run date is written. The two tables
+    are independent, so on PostgreSQL, outside a transaction, they are
+    rewritten at the same time on two connections, each in a transaction of
+    its own: a failure leaves the previous rows of that table in place, and
+    the next run rewrites both. Otherwise both are rewritten in one
+    transaction.
     """
     started = time.perf_counter()
     policy = current_policy()
-    params = {"as_of": as_of}
-    suffix = uuid.uuid4().hex[:12]
-    npl_table, guarantor_table, members_table = (
-        f"cod_{name}_{suffix}" for name in ("npl", "guarantors", "members")
-    )
-    with transaction.atomic(), connection.cursor() as cursor:
-        disable_jit(cursor)
-        _create_table(cursor, npl_table, npl_borrowers_sql(policy), params, "borrower_id")
-        cursor.execute(f"SELECT borrower_id FROM {npl_table}")
-        npl = {row[0] for row in cursor.fetchall()}
-        circles, chains = circles_and_chains(
-            as_of, OpenLoans.POSITION, npl_sql=f"SELECT borrower_id FROM {npl_table}"
-        )
-        _create_table(
-            cursor, guarantor_table, guarantor_standing_sql(policy), params, "guarantor_id"
-        )
-
-        _empty_for_rewrite(cursor)
-        members = _circle_rows(circles, npl) + _chain_rows(chains)
-        member_loans = _insert_members(cursor, as_of, members, members_table)
-        flagged = 0
-        for rule in configured_rules(phase=2, codes=list(GUARANTOR_CHECKS)):
-            cursor.execute(_flag_guarantees_sql(rule, guarantor_table), params)
-            flagged += cursor.rowcount
-        analyze(cursor, GuaranteeNetworkMember._meta.db_table)
-        analyze(cursor, FlaggedGuarantee._meta.db_table)
-        for table in (members_table, guarantor_table, npl_table):
-            cursor.execute(f"DROP TABLE {table}")
-
-    counts = {
-        "guarantee_circles": len(set(circles.values())),
-        "guarantee_circle_members": len(circles),
-        "guarantee_chain_members": len(chains),
-        "guarantee_network_loans": member_loans,
-        "npl_borrowers": len(npl),
-        "flagged_guarantees": flagged,
-    }
+    parts = (_refresh_members, _refresh_flags)
+    if is_postgresql() and not connection.in_atomic_block:
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+            futures = [pool.submit(_on_own_connection, part, as_of, policy) for part in parts]
+            counts = {key: value for future in futures for key, value in future.result().items()}
+    else:
+        with transaction.atomic():
+            counts = {key: value for part in parts for key, value in part(as_of, policy).items()}
     logger.info(
         "close_of_day run=%d as_of=%s guarantee network circles=%d circle_members=%d "
         "chain_members=%d flagged_guarantees=%d seconds=%.2f",
@@ -203,10 +179,66 @@ def refresh_guarantee_network(as_of: date, run_id: int) -> dict[str, int]:
         counts["guarantee_circles"],
         counts["guarantee_circle_members"],
         counts["guarantee_chain_members"],
-        flagged,
+        counts["flagged_guarantees"],
         time.perf_counter() - started,
     )
     return counts
+
+
+def _on_own_connection(part, as_of: date, policy: ClassificationPolicy) -> dict[str, int]:
+    """Run `part` in a transaction on this thread's own connection, then close it."""
+    try:
+        with transaction.atomic():
+            return part(as_of, policy)
+    finally:
+        connection.close()
+
+
+def _refresh_members(as_of: date, policy: ClassificationPolicy) -> dict[str, int]:
+    """Rewrite the members of guarantee circles and of chains with a non-performing member."""
+    params = {"as_of": as_of}
+    suffix = uuid.uuid4().hex[:12]
+    npl_table, members_table = (f"cod_{name}_{suffix}" for name in ("npl", "members"))
+    with connection.cursor() as cursor:
+        disable_jit(cursor)
+        _create_table(cursor, npl_table, npl_borrowers_sql(policy), params, "borrower_id")
+        cursor.execute(f"SELECT borrower_id FROM {npl_table}")
+        npl = {row[0] for row in cursor.fetchall()}
+        circles, chains = circles_and_chains(
+            as_of, OpenLoans.POSITION, npl_sql=f"SELECT borrower_id FROM {npl_table}"
+        )
+        _empty_for_rewrite(cursor, GuaranteeNetworkMember._meta.db_table)
+        members = _circle_rows(circles, npl) + _chain_rows(chains)
+        member_loans = _insert_members(cursor, as_of, members, members_table)
+        analyze(cursor, GuaranteeNetworkMember._meta.db_table)
+        for table in (members_table, npl_table):
+            cursor.execute(f"DROP TABLE {table}")
+    return {
+        "guarantee_circles": len(set(circles.values())),
+        "guarantee_circle_members": len(circles),
+        "guarantee_chain_members": len(chains),
+        "guarantee_network_loans": member_loans,
+        "npl_borrowers": len(npl),
+    }
+
+
+def _refresh_flags(as_of: date, policy: ClassificationPolicy) -> dict[str, int]:
+    """Rewrite the worst flagged guarantor of each open loan, per guarantor rule."""
+    params = {"as_of": as_of}
+    guarantor_table = f"cod_guarantors_{uuid.uuid4().hex[:12]}"
+    with connection.cursor() as cursor:
+        disable_jit(cursor)
+        _create_table(
+            cursor, guarantor_table, guarantor_standing_sql(policy), params, "guarantor_id"
+        )
+        _empty_for_rewrite(cursor, FlaggedGuarantee._meta.db_table)
+        flagged = 0
+        for rule in configured_rules(phase=2, codes=list(GUARANTOR_CHECKS)):
+            cursor.execute(_flag_guarantees_sql(rule, guarantor_table), params)
+            flagged += cursor.rowcount
+        analyze(cursor, FlaggedGuarantee._meta.db_table)
+        cursor.execute(f"DROP TABLE {guarantor_table}")
+    return {"flagged_guarantees": flagged}
 
 
 def _create_table(cursor, table: str, select: str, params: dict, key: str) -> None:
@@ -215,21 +247,19 @@ def _create_table(cursor, table: str, select: str, params: dict, key: str) -> No
     analyze(cursor, table)
 
 
-def _empty_for_rewrite(cursor) -> None:
-    """Empty both tables; a second refresh waits until this one commits.
+def _empty_for_rewrite(cursor, table: str) -> None:
+    """Empty `table`; a second refresh waits until this one commits.
 
-    On PostgreSQL, TRUNCATE gives the tables new files, so the rows of earlier
+    On PostgreSQL, TRUNCATE gives the table a new file, so the rows of earlier
     runs leave no dead rows behind. Deleted instead, they doubled the tables'
     size run after run until a vacuum, and the refresh slowed by a second at
     1,000,000 loans. TRUNCATE locks out readers until the commit, a few
     seconds between the phases of the run, when only administrators' pages
     read these tables. SQLite has one writer at a time and no TRUNCATE.
     """
-    tables = [GuaranteeNetworkMember._meta.db_table, FlaggedGuarantee._meta.db_table]
     if is_postgresql():
-        cursor.execute(f"TRUNCATE {', '.join(tables)}")
-        return
-    for table in tables:
+        cursor.execute(f"TRUNCATE {table}")
+    else:
         cursor.execute(f"DELETE FROM {table}")
 
 
