@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 
 from monitoring.close_of_day.positions import DPD_BUCKETS
 from monitoring.models import ClassificationChange, EarlyWarning, WarningStatus
-from monitoring.rules import all_rules
+from monitoring.rules import rule_descriptions
 
 from .access import CREDIT_OFFICER, User, sees_whole_book, visible_borrowers, visible_loans
 from .models import (
@@ -251,7 +251,7 @@ def _pledges(loan: Loan) -> list[PledgeRow]:
 
 
 def _warnings(loan: Loan) -> list[EarlyWarning]:
-    descriptions = {rule.code: rule.description for rule in all_rules()}
+    descriptions = rule_descriptions()
     warnings = list(loan.warnings.select_related("assigned_to").order_by("-last_seen_on", "-pk"))
     for warning in warnings:
         warning.rule_description = descriptions.get(warning.rule_code, "")

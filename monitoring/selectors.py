@@ -32,7 +32,7 @@ from .models import (
     WarningAction,
     WarningStatus,
 )
-from .rules import all_rules
+from .rules import rule_descriptions as descriptions_of_rules
 
 # Roles whose users may own (be assigned) a warning.
 ASSIGNABLE_ROLES = (RISK_MANAGER, ADMINISTRATOR, CREDIT_OFFICER)
@@ -221,7 +221,7 @@ def assignable_users(branch_id: int | None = None, viewer: User | None = None) -
 
 
 def rule_descriptions() -> dict[str, str]:
-    return {rule.code: str(rule.description) for rule in all_rules()}
+    return descriptions_of_rules()
 
 
 def age_in_days(first_seen_on: date, as_of: date) -> int:

@@ -11,7 +11,7 @@ from loans.models import Ifrs9Stage, RiskClass
 from loans.views import query_without
 
 from .models import JobRun
-from .rules import all_rules
+from .rules import rule_descriptions
 
 PAGE_SIZE = 50
 
@@ -29,7 +29,7 @@ def _step_totals(run: JobRun) -> dict[str, int]:
 def _summary_rows(run: JobRun) -> dict:
     """Return the run's stored summary as labelled rows for the template."""
     summary = (run.counts or {}).get("summary", {})
-    descriptions = {rule.code: rule.description for rule in all_rules()}
+    descriptions = rule_descriptions()
     by_class = summary.get("loans_by_class", {})
     balances = summary.get("balance_by_class", {})
     by_stage = summary.get("loans_by_stage", {})

@@ -293,3 +293,24 @@ def test_warnings_follow_loan_branch(make_scheduled_loan, branch_south):
 
     assert opened_in == {loan.branch_id}
     assert set(EarlyWarning.objects.values_list("branch_id", flat=True)) == {branch_south.pk}
+
+
+def test_descriptions_show_administrator_thresholds():
+    from monitoring.rules import rule_descriptions
+
+    sync_rules()
+    WarningRule.objects.filter(code="REP_DPD_30").update(thresholds={"days": 45})
+    WarningRule.objects.filter(code="COL_VALUE_DROP").update(thresholds={"drop_percent": 12.5})
+
+    descriptions = rule_descriptions()
+
+    assert descriptions["REP_DPD_30"] == "More than 45 days past due."
+    assert descriptions["REP_DPD_60"] == "More than 60 days past due."
+    assert descriptions["COL_VALUE_DROP"] == (
+        "Collateral value down more than 12.5% since its previous valuation."
+    )
+    assert descriptions["REP_LATE_PAYMENTS"] == (
+        "3 or more instalments paid late in the last 365 days."
+    )
+    for rule in all_rules():
+        assert "%(" not in descriptions[rule.code], rule.code

@@ -107,6 +107,18 @@ class Rule:
             for name, value in values.items()
         }
 
+    def describe(self, thresholds: dict[str, Any] | None = None) -> str:
+        """Return the description in the active language, with the thresholds' values.
+
+        Descriptions name their thresholds as `%(name)s`, so that a page shows
+        the value an administrator set, not the default written in the code.
+        """
+        text = str(self.description)
+        if "%(" not in text:
+            return text
+        values = {**self.thresholds, **(thresholds or {})}
+        return text % {name: _number_text(value) for name, value in values.items()}
+
     def render(self, text: str, thresholds: Thresholds) -> str:
         """Replace each `{name}` in `text` by the threshold's SQL literal."""
 
@@ -231,20 +243,36 @@ def sync_rules() -> int:
                 code=rule.code,
                 family=rule.family,
                 severity=rule.severity,
-                description=str(rule.description)[:255],
+                description=rule.describe(defaults)[:255],
                 thresholds=defaults,
             )
             created += 1
             continue
         thresholds = {**defaults, **(row.thresholds or {})}
         thresholds = {name: thresholds[name] for name in defaults}
-        description = str(rule.description)[:255]
+        description = rule.describe(thresholds)[:255]
         if (row.family, row.description, row.thresholds) != (rule.family, description, thresholds):
             row.family = rule.family
             row.description = description
             row.thresholds = thresholds
             row.save()
     return created
+
+
+def rule_descriptions() -> dict[str, str]:
+    """Return each rule's description with its administrator's thresholds, in one query."""
+    from ..models import WarningRule
+
+    stored = dict(WarningRule.objects.values_list("code", "thresholds"))
+    return {rule.code: rule.describe(stored.get(rule.code)) for rule in all_rules()}
+
+
+def _number_text(value: Any) -> str:
+    """Return a threshold as people write it: 20 and 12.5, not 20.0 or 12.50."""
+    if isinstance(value, float | Decimal):
+        number = Decimal(str(value)).normalize()
+        return f"{number:f}"
+    return str(value)
 
 
 def _json_number(value: int | Decimal) -> int | float | str:

@@ -163,7 +163,9 @@ VALUE_DROP = register(
         code="COL_VALUE_DROP",
         family=FAMILY,
         severity="orange",
-        description=_("Collateral value down more than 20% since its previous valuation."),
+        description=_(
+            "Collateral value down more than %(drop_percent)s%% since its previous valuation."
+        ),
         joins=_VALUE_DROPS,
         chunk_tables=(COLLATERAL_ITEMS,),
         condition="dropped.worst = 1",
@@ -233,8 +235,10 @@ VALUATION_STALE = register(
         family=FAMILY,
         severity="yellow",
         description=_(
-            "Collateral valuation out of date: commercial real estate older than 12 months,"
-            " residential older than 36 months, movables older than 6 months, or missing."
+            "Collateral valuation out of date: commercial real estate older than"
+            " %(commercial_real_estate_months)s months, residential older than"
+            " %(residential_real_estate_months)s months, movables older than"
+            " %(movables_months)s months, or missing."
         ),
         joins=_STALE_VALUATIONS,
         chunk_tables=(COLLATERAL_ITEMS,),
@@ -308,7 +312,7 @@ INSURANCE_EXPIRING = register(
         code="COL_INSURANCE_EXPIRING",
         family=FAMILY,
         severity="yellow",
-        description=_("Insurance of pledged collateral expires within 30 days."),
+        description=_("Insurance of pledged collateral expires within %(days)s days."),
         joins=_insurance_join(
             f"ci.insurance_expires_on >= {as_of_param()}"
             f" AND ci.insurance_expires_on <= {shift_date(as_of_param(), '{days}')}"

@@ -154,7 +154,7 @@ GUARANTOR_OVERDUE = register(
     _guarantor_rule(
         "GUA_GUARANTOR_OVERDUE",
         severity="orange",
-        description=_("A guarantor is more than 30 days past due on its own loan."),
+        description=_("A guarantor is more than %(days)s days past due on its own loan."),
         evidence={**_GUARANTOR_EVIDENCE, "threshold_days": "{days}"},
         # 30 days is where IFRS 9 presumes a significant increase in credit
         # risk. Shorter delays are mostly technical.
@@ -177,7 +177,9 @@ OVEREXTENDED = register(
     _guarantor_rule(
         "GUA_OVEREXTENDED",
         severity="yellow",
-        description=_("A guarantor's guarantees on open loans exceed its net worth."),
+        description=_(
+            "A guarantor's guarantees on open loans exceed %(multiple)s times its net worth."
+        ),
         evidence={
             "guarantor_id": "fg.guarantor_id",
             "guarantor_name": "gr.name",
@@ -234,7 +236,8 @@ CHAIN_NPL = register(
         phase=2,
         severity="orange",
         description=_(
-            "The borrower is on a guarantee chain of three or more with a non-performing member."
+            "The borrower is on a guarantee chain of %(min_chain_length)s or more borrowers"
+            " with a non-performing member."
         ),
         joins=_network_join(NetworkKind.CHAIN.value),
         condition="gn.chain_length >= {min_chain_length}",

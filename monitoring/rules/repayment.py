@@ -24,7 +24,7 @@ def _days_past_due_rule(code: str, days: int, severity: str) -> Rule:
         code=code,
         family=FAMILY,
         severity=severity,
-        description=_("More than %(days)s days past due.") % {"days": days},
+        description=_("More than %(days)s days past due."),
         condition="p.days_past_due > {days}",
         evidence={**_ARREARS_EVIDENCE, "threshold_days": "{days}"},
         thresholds={"days": days},
@@ -70,7 +70,9 @@ LATE_PAYMENTS = register(
         code="REP_LATE_PAYMENTS",
         family=FAMILY,
         severity="orange",
-        description=_("Three or more instalments paid late in the last 12 months."),
+        description=_(
+            "%(late_payments)s or more instalments paid late in the last %(window_days)s days."
+        ),
         joins=_LATE_INSTALMENTS,
         condition="late.late_count >= {late_payments}",
         evidence={
@@ -93,7 +95,7 @@ MATURITY_NEAR = register(
         code="REP_MATURITY_NEAR",
         family=FAMILY,
         severity="yellow",
-        description=_("Matures within 30 days with principal still outstanding."),
+        description=_("Matures within %(days)s days with principal still outstanding."),
         condition=(
             f"l.maturity_date >= {as_of_param()}"
             f" AND l.maturity_date <= {shift_date(as_of_param(), '{days}')}"
