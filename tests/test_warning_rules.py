@@ -314,3 +314,15 @@ def test_descriptions_show_administrator_thresholds():
     )
     for rule in all_rules():
         assert "%(" not in descriptions[rule.code], rule.code
+
+
+def test_grace_days_must_stay_below_window():
+    rule = get_rule("REP_LATE_PAYMENTS")
+
+    with pytest.raises(ValidationError) as refused:
+        rule.clean_thresholds({"late_payments": 3, "window_days": 60, "grace_days": 60})
+
+    assert refused.value.messages == [
+        "REP_LATE_PAYMENTS threshold grace_days: 60 must be less than window_days (60)"
+    ]
+    assert rule.clean_thresholds({"late_payments": 3, "window_days": 60, "grace_days": 59})

@@ -68,6 +68,9 @@ class Rule:
     closes_itself: bool = True
     phase: int = 1
     chunk_tables: tuple[ChunkTable, ...] = ()
+    # Pairs of thresholds (smaller, larger) where the first must stay below
+    # the second, which a JSON schema cannot express.
+    ordered: tuple[tuple[str, str], ...] = ()
 
     def json_schema(self) -> dict[str, Any]:
         return {
@@ -98,6 +101,20 @@ class Rule:
                     for error in errors
                 ]
             )
+        problems = [
+            _("%(rule)s threshold %(name)s: %(value)s must be less than %(other)s (%(limit)s)")
+            % {
+                "rule": self.code,
+                "name": smaller,
+                "value": values[smaller],
+                "other": larger,
+                "limit": values[larger],
+            }
+            for smaller, larger in self.ordered
+            if values[smaller] >= values[larger]
+        ]
+        if problems:
+            raise ValidationError(problems)
         # JSON Schema counts 30.0 as an integer. SQL must get 30, because a
         # date plus a decimal is an error on PostgreSQL.
         return {

@@ -82,6 +82,7 @@ LATE_PAYMENTS = register(
             "grace_days": "{grace_days}",
         },
         thresholds={"late_payments": 3, "window_days": 365, "grace_days": 0},
+        ordered=(("grace_days", "window_days"),),
         schema={
             "late_payments": {"type": "integer", "minimum": 1, "maximum": 100},
             "window_days": {"type": "integer", "minimum": 28, "maximum": 3650},
