@@ -91,8 +91,8 @@ def create_role_groups(apps) -> None:
         else:
             # A model added by a later migration has no permissions yet. That
             # migration calls this function again and the role gets them then.
-            wanted = Q()
+            matching = Q()
             for app, codename in codes:
-                wanted |= Q(content_type__app_label=app, codename=codename)
-            permissions = Permission.objects.filter(wanted)
+                matching |= Q(content_type__app_label=app, codename=codename)
+            permissions = Permission.objects.filter(matching)
         group.permissions.set(permissions)

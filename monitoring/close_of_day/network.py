@@ -155,11 +155,10 @@ def refresh_guarantee_network(as_of: date, run_id: int) -> dict[str, int]:
     """Replace the network members and flagged guarantees with those of `as_of`; return counts.
 
     Call it after every position of the run date is written. The two tables
-    are independent, so on PostgreSQL, outside a transaction, they are
-    rewritten at the same time on two connections, each in a transaction of
-    its own: a failure leaves the previous rows of that table in place, and
-    the next run rewrites both. Otherwise both are rewritten in one
-    transaction.
+    are independent. On PostgreSQL, outside a transaction, they are rewritten
+    at the same time on two connections, each in a transaction of its own. A
+    failure then leaves the previous rows of that table in place until the
+    next run rewrites both. Otherwise both are rewritten in one transaction.
     """
     started = time.perf_counter()
     policy = current_policy()

@@ -37,8 +37,8 @@ def _evidence(rule: ConfiguredRule) -> str:
 # Every position of the chunk is as of the run date here, because the rules
 # run in the transaction that has just refreshed (phase 1) or classified
 # (phase 2) them, so the select needs no filter on `as_of`. PostgreSQL does not
-# carry the range of `p.loan_id` over to `l.id` through the join, so the loans
-# get the range too; without it a condition on `l` scanned the whole table.
+# carry the range of `p.loan_id` over to `l.id` through the join. The loans
+# therefore get the range too, because a condition on `l` scanned the whole table.
 def _hits_select(rules: list[ConfiguredRule], days_to_resolve: dict[str, int]) -> str:
     """Return one row per loan of the chunk and rule that fires, with the evidence.
 

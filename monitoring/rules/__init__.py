@@ -8,7 +8,7 @@ chunk of loans in a few statements, whatever the number of loans.
 Thresholds are named values that administrators edit in `WarningRule`. The
 SQL of a rule refers to them as `{name}`; they are validated against the
 rule's JSON schema (numbers only) and written into the statement as
-literals, so the planner sees them as constants.
+literals, so the planner treats them as constants.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Rule:
     the parameters `%(as_of)s`, `%(low)s` and `%(high)s` (the chunk's loan
     id range). `phase` 1 rules run after the positions are refreshed, phase
     2 rules after classification, when every loan of the book has today's
-    class. `closes_itself` says what happens when the condition clears: the
+    class. `closes_itself` sets what happens when the condition clears: the
     warning is resolved by the run, or it stays open, marked as cleared,
     until a person closes it. `chunk_tables` are filled before the rule is
     evaluated, and its joins may read them by name.

@@ -9,9 +9,9 @@ The item rules (value drop, stale valuation, insurance) fire once per loan.
 Their evidence describes the loan's worst item, and `items` counts the
 loan's items that meet the condition.
 
-Every rule in this family closes itself: each condition is recomputed from
+Every rule in this family closes itself. Each condition is recomputed from
 stored data on every run, so the warning resolves on the first run where the
-data no longer meets it, after a repayment, a new valuation or a renewed
+data no longer meets it: after a repayment, a new valuation or a renewed
 insurance. A value drop clears with the next valuation of the item, because
 the rule compares the latest two. A lasting loss of value then still shows
 in the loan-to-value rule.
