@@ -1,7 +1,7 @@
 """Roles and branch scoping: which loans and borrowers a user may see.
 
-Credit officers see the loans and borrowers of the branches they belong to.
-Risk managers, committee members, auditors and administrators see the whole
+Credit officers and branch managers see the loans and borrowers of the
+branches they belong to. Risk managers, committee members, auditors and administrators see the whole
 book. Every page, list, search and download goes through these functions.
 """
 
@@ -20,15 +20,19 @@ from django.utils.translation import gettext_lazy as _
 from .models import Borrower, Loan
 
 CREDIT_OFFICER = "Credit officer"
+BRANCH_MANAGER = "Branch manager"
 RISK_MANAGER = "Risk manager"
 COMMITTEE_MEMBER = "Committee member"
 AUDITOR = "Auditor"
 ADMINISTRATOR = "Administrator"
 
-ROLES = (CREDIT_OFFICER, RISK_MANAGER, COMMITTEE_MEMBER, AUDITOR, ADMINISTRATOR)
+ROLES = (CREDIT_OFFICER, BRANCH_MANAGER, RISK_MANAGER, COMMITTEE_MEMBER, AUDITOR, ADMINISTRATOR)
+# Roles that see only the branches their user belongs to.
+BRANCH_ROLES = (CREDIT_OFFICER, BRANCH_MANAGER)
 BANK_WIDE_ROLES = (RISK_MANAGER, COMMITTEE_MEMBER, AUDITOR, ADMINISTRATOR)
 ROLE_LABELS = {
     CREDIT_OFFICER: _("Credit officer"),
+    BRANCH_MANAGER: _("Branch manager"),
     RISK_MANAGER: _("Risk manager"),
     COMMITTEE_MEMBER: _("Committee member"),
     AUDITOR: _("Auditor"),
@@ -78,7 +82,7 @@ def visible_loans(user: User) -> QuerySet[Loan]:
     loans = Loan.objects.all()
     if sees_whole_book(user):
         return loans
-    if not has_role(user, CREDIT_OFFICER):
+    if not has_role(user, *BRANCH_ROLES):
         return loans.none()
     return loans.filter(branch__staff=user)
 
@@ -87,7 +91,7 @@ def visible_borrowers(user: User) -> QuerySet[Borrower]:
     borrowers = Borrower.objects.all()
     if sees_whole_book(user):
         return borrowers
-    if not has_role(user, CREDIT_OFFICER):
+    if not has_role(user, *BRANCH_ROLES):
         return borrowers.none()
     loans_in_branch = Loan.objects.filter(borrower=OuterRef("pk"), branch__staff=user)
     return borrowers.filter(Exists(loans_in_branch) | Exists(

@@ -18,6 +18,8 @@ from .models import (
     Collateral,
     CollateralPledge,
     CollateralValuation,
+    Document,
+    DocumentVersion,
     Guarantee,
     Guarantor,
     Instalment,
@@ -236,3 +238,51 @@ class LoanPositionAdmin(ReadOnlyAdmin):
     @admin.display(description=_("provision required"))
     def required_provision(self, obj: LoanPosition):
         return obj.required_provision
+
+
+class DocumentVersionInline(admin.TabularInline):
+    model = DocumentVersion
+    extra = 0
+    fields = (
+        "number",
+        "original_name",
+        "content_type",
+        "size",
+        "sha256",
+        "uploaded_by",
+        "uploaded_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Document)
+class DocumentAdmin(ReadOnlyAdmin):
+    """Documents are uploaded in the application; versions are never changed or deleted."""
+
+    list_display = (
+        "title",
+        "category",
+        "borrower",
+        "loan",
+        "collateral",
+        "inspection",
+        "created_at",
+    )
+    list_filter = ("category",)
+    raw_id_fields = ("borrower", "loan", "collateral", "inspection", "created_by")
+    inlines = [DocumentVersionInline]
+
+
+@admin.register(DocumentVersion)
+class DocumentVersionAdmin(ReadOnlyAdmin):
+    list_display = ("document", "number", "original_name", "size", "sha256", "uploaded_by")
+    raw_id_fields = ("document", "uploaded_by")

@@ -15,8 +15,26 @@ ZERO = Decimal("0.00")
 
 # ISO 4217 codes the book accepts; an import naming any other code is rejected.
 CURRENCIES = (
-    "USD", "EUR", "GBP", "CHF", "JPY", "CNY", "HKD", "SGD", "CAD", "AUD",
-    "SEK", "NOK", "DKK", "PLN", "CZK", "HUF", "RON", "INR", "ZAR", "BRL",
+    "USD",
+    "EUR",
+    "GBP",
+    "CHF",
+    "JPY",
+    "CNY",
+    "HKD",
+    "SGD",
+    "CAD",
+    "AUD",
+    "SEK",
+    "NOK",
+    "DKK",
+    "PLN",
+    "CZK",
+    "HUF",
+    "RON",
+    "INR",
+    "ZAR",
+    "BRL",
 )
 
 
@@ -161,9 +179,7 @@ class Loan(models.Model):
     repayment_method = models.CharField(
         _("repayment method"), max_length=20, choices=RepaymentMethod.choices
     )
-    frequency = models.CharField(
-        _("repayment frequency"), max_length=10, choices=Frequency.choices
-    )
+    frequency = models.CharField(_("repayment frequency"), max_length=10, choices=Frequency.choices)
     status = models.CharField(
         _("status"), max_length=20, choices=LoanStatus.choices, default=LoanStatus.ACTIVE
     )
@@ -315,9 +331,7 @@ class RepaymentAllocation(models.Model):
     """The part of a repayment applied to one instalment, by component."""
 
     repayment = models.ForeignKey(Repayment, on_delete=models.CASCADE, related_name="allocations")
-    instalment = models.ForeignKey(
-        Instalment, on_delete=models.PROTECT, related_name="allocations"
-    )
+    instalment = models.ForeignKey(Instalment, on_delete=models.PROTECT, related_name="allocations")
     loan = models.ForeignKey(Loan, on_delete=models.CASCADE, related_name="+")
     value_date = models.DateField(_("value date"))
     penalty = models.DecimalField(_("penalty"), **MONEY, default=ZERO)
@@ -601,3 +615,123 @@ class LoanPosition(models.Model):
     @property
     def required_provision(self) -> Decimal:
         return self.specific_provision + self.general_provision
+
+
+class DocumentCategory(models.TextChoices):
+    PHOTO = "photo", _("Photo")
+    FINANCIAL_STATEMENT = "financial_statement", _("Financial statement")
+    CONTRACT = "contract", _("Contract")
+    VALUATION_REPORT = "valuation_report", _("Valuation report")
+    INSURANCE = "insurance", _("Insurance policy")
+    CORRESPONDENCE = "correspondence", _("Correspondence")
+    OTHER = "other", _("Other")
+
+
+class Document(models.Model):
+    """A file attached to one borrower, loan, inspection or collateral item.
+
+    The content lives in its versions: an upload adds a version and never
+    replaces one.
+    """
+
+    title = models.CharField(_("title"), max_length=255)
+    category = models.CharField(
+        _("category"),
+        max_length=30,
+        choices=DocumentCategory.choices,
+        default=DocumentCategory.OTHER,
+    )
+    borrower = models.ForeignKey(
+        Borrower, on_delete=models.PROTECT, null=True, blank=True, related_name="documents"
+    )
+    loan = models.ForeignKey(
+        Loan, on_delete=models.PROTECT, null=True, blank=True, related_name="documents"
+    )
+    collateral = models.ForeignKey(
+        Collateral, on_delete=models.PROTECT, null=True, blank=True, related_name="documents"
+    )
+    inspection = models.ForeignKey(
+        "monitoring.Inspection",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="documents",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("document")
+        verbose_name_plural = _("documents")
+        constraints = [
+            # Exactly one of the four records owns the document.
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        borrower__isnull=False,
+                        loan__isnull=True,
+                        collateral__isnull=True,
+                        inspection__isnull=True,
+                    )
+                    | Q(
+                        borrower__isnull=True,
+                        loan__isnull=False,
+                        collateral__isnull=True,
+                        inspection__isnull=True,
+                    )
+                    | Q(
+                        borrower__isnull=True,
+                        loan__isnull=True,
+                        collateral__isnull=False,
+                        inspection__isnull=True,
+                    )
+                    | Q(
+                        borrower__isnull=True,
+                        loan__isnull=True,
+                        collateral__isnull=True,
+                        inspection__isnull=False,
+                    )
+                ),
+                name="document_has_one_owner",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+def document_version_path(version: DocumentVersion, filename: str) -> str:
+    """Store each version under its document and number, keeping no user-chosen path."""
+    return f"documents/{version.document_id}/{version.number}/{version.sha256[:16]}"
+
+
+class DocumentVersion(models.Model):
+    """One uploaded version of a document, with its hash; never changed after upload."""
+
+    document = models.ForeignKey(Document, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField(_("version"))
+    file = models.FileField(_("file"), upload_to=document_version_path, max_length=255)
+    original_name = models.CharField(_("file name"), max_length=255)
+    content_type = models.CharField(_("content type"), max_length=100)
+    size = models.PositiveBigIntegerField(_("size in bytes"))
+    sha256 = models.CharField(_("SHA-256"), max_length=64)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    uploaded_at = models.DateTimeField(_("uploaded at"), auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["document", "-number"]
+        verbose_name = _("document version")
+        verbose_name_plural = _("document versions")
+        constraints = [
+            models.UniqueConstraint(fields=["document", "number"], name="document_version_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id} v{self.number}"

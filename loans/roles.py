@@ -1,4 +1,4 @@
-"""The five role groups and their model permissions.
+"""The six role groups and their model permissions.
 
 Created by a data migration; tests that flush the database (transactional
 and browser tests) call `create_role_groups` again.
@@ -28,6 +28,13 @@ VIEW_BOOK = [
     ("monitoring", "view_externalsignal"),
     ("monitoring", "view_watchedindustry"),
     ("monitoring", "view_guaranteenetworkmember"),
+    ("monitoring", "view_inspectionpolicy"),
+    ("monitoring", "view_firstinspectionterm"),
+    ("monitoring", "view_postloanplan"),
+    ("monitoring", "view_inspection"),
+    ("monitoring", "view_inspectioncheck"),
+    ("loans", "view_document"),
+    ("loans", "view_documentversion"),
 ]
 HISTORY = [
     ("loans", f"view_historical{model}")
@@ -43,6 +50,8 @@ HISTORY = [
         "collateral",
         "collateralvaluation",
         "collateralpledge",
+        "document",
+        "documentversion",
     )
 ] + [
     ("monitoring", f"view_historical{model}")
@@ -52,15 +61,22 @@ HISTORY = [
         "severitydeadline",
         "externalsignal",
         "watchedindustry",
+        "inspectionpolicy",
+        "firstinspectionterm",
+        "postloanplan",
+        "inspection",
+        "inspectioncheck",
     )
 ]
 
 ROLE_PERMISSIONS = {
     "Credit officer": VIEW_BOOK,
+    "Branch manager": VIEW_BOOK + [("monitoring", "change_inspection")],
     "Risk manager": VIEW_BOOK
     + [
         ("monitoring", "change_earlywarning"),
         ("monitoring", "add_jobrun"),
+        ("monitoring", "change_inspection"),
     ],
     "Committee member": VIEW_BOOK + [("monitoring", "change_classificationchange")],
     "Auditor": VIEW_BOOK + HISTORY,

@@ -15,10 +15,15 @@ from .models import (
     ClassificationChange,
     EarlyWarning,
     ExternalSignal,
+    FirstInspectionTerm,
     FlaggedGuarantee,
     GuaranteeNetworkMember,
+    Inspection,
+    InspectionCheck,
+    InspectionPolicy,
     JobRun,
     Notification,
+    PostLoanPlan,
     SeverityDeadline,
     WarningAction,
     WarningRule,
@@ -227,3 +232,76 @@ class FlaggedGuaranteeAdmin(ReadOnlyAdmin):
     list_filter = ("reason",)
     list_select_related = ("loan", "guarantor")
     raw_id_fields = ("loan", "guarantor")
+
+
+@admin.register(InspectionPolicy)
+class InspectionPolicyAdmin(SimpleHistoryAdmin):
+    """The one policy row; collateral revaluation intervals are COL_VALUATION_STALE's thresholds."""
+
+    list_display = (
+        "normal_months",
+        "large_loan_amount",
+        "large_loan_months",
+        "special_mention_months",
+        "non_performing_months",
+        "updated_at",
+    )
+
+    def has_add_permission(self, request):
+        return not InspectionPolicy.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(FirstInspectionTerm)
+class FirstInspectionTermAdmin(SimpleHistoryAdmin):
+    list_display = ("product", "days")
+
+
+@admin.register(PostLoanPlan)
+class PostLoanPlanAdmin(ReadOnlyAdmin):
+    """Plans come from the policy through the close-of-day run; history shows each change."""
+
+    list_display = (
+        "loan",
+        "derived_for_class",
+        "first_inspection_due",
+        "routine_interval_months",
+        "next_routine_due",
+        "next_revaluation_due",
+        "next_statement_due",
+        "updated_on",
+    )
+    raw_id_fields = ("loan", "officer")
+
+
+class InspectionCheckInline(admin.TabularInline):
+    model = InspectionCheck
+    extra = 0
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Inspection)
+class InspectionAdmin(ReadOnlyAdmin):
+    """Inspections are logged and reviewed in the application; the admin only shows them."""
+
+    list_display = ("loan", "kind", "status", "due_date", "overdue_since", "officer", "adverse")
+    list_filter = ("kind", "status", "adverse")
+    raw_id_fields = ("loan", "officer", "trigger_warning")
+    inlines = [InspectionCheckInline]
+
+
+@admin.register(InspectionCheck)
+class InspectionCheckAdmin(ReadOnlyAdmin):
+    list_display = ("inspection", "item", "answer")
+    list_filter = ("item", "answer")
+    raw_id_fields = ("inspection",)

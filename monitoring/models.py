@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
-from loans.models import Loan, RiskClass
+from loans.models import Loan, Product, RiskClass
 
 
 class JobStatus(models.TextChoices):
@@ -521,3 +521,290 @@ class FlaggedGuarantee(models.Model):
 
     def __str__(self) -> str:
         return f"{self.loan_id} {self.reason} {self.as_of}"
+
+
+# Post-loan plans and inspections (cycle steps 1 and 2 of the product brief).
+
+
+class InspectionPolicy(models.Model):
+    """The bank's inspection policy; one row, edited by administrators.
+
+    Days to the first inspection are per product (`FirstInspectionTerm`);
+    collateral revaluation intervals are the thresholds of the
+    COL_VALUATION_STALE warning rule, so the plan and the warning never
+    disagree.
+    """
+
+    normal_months = models.PositiveSmallIntegerField(
+        _("routine interval for normal loans (months)"), default=6
+    )
+    large_loan_amount = models.DecimalField(
+        _("large loan amount"),
+        max_digits=18,
+        decimal_places=2,
+        default=1_000_000,
+        help_text=_(
+            "Normal loans with at least this principal are inspected at the large-loan interval."
+        ),
+    )
+    large_loan_months = models.PositiveSmallIntegerField(
+        _("routine interval for large normal loans (months)"), default=3
+    )
+    special_mention_months = models.PositiveSmallIntegerField(
+        _("routine interval for special mention (months)"), default=3
+    )
+    non_performing_months = models.PositiveSmallIntegerField(
+        _("routine interval for substandard, doubtful and loss (months)"), default=1
+    )
+    special_inspection_days = models.PositiveSmallIntegerField(
+        _("days to a special inspection after a red warning"), default=7
+    )
+    statement_due_days = models.PositiveSmallIntegerField(
+        _("days after the fiscal year end for the financial statements"), default=120
+    )
+    lookahead_days = models.PositiveSmallIntegerField(
+        _("days ahead the close-of-day run creates inspections"),
+        default=30,
+        help_text=_(
+            "An inspection appears in the officer's tasks this many days before it is due."
+        ),
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("inspection policy")
+        verbose_name_plural = _("inspection policy")
+
+    def __str__(self) -> str:
+        return str(_("Inspection policy"))
+
+    @classmethod
+    def current(cls) -> InspectionPolicy:
+        policy = cls.objects.order_by("pk").first()
+        return policy if policy is not None else cls.objects.create()
+
+
+class FirstInspectionTerm(models.Model):
+    """Days from disbursement to the first inspection, for one product."""
+
+    product = models.CharField(_("product"), max_length=20, choices=Product.choices, unique=True)
+    days = models.PositiveSmallIntegerField(_("days to the first inspection"))
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["product"]
+        verbose_name = _("first inspection term")
+        verbose_name_plural = _("first inspection terms")
+
+    def __str__(self) -> str:
+        return f"{self.product}: {self.days}"
+
+
+class PostLoanPlan(models.Model):
+    """A loan's post-loan plan, derived from the policy; its history keeps every change."""
+
+    loan = models.OneToOneField(Loan, on_delete=models.CASCADE, related_name="plan")
+    officer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    starts_on = models.DateField(
+        _("plan starts on"),
+        help_text=_(
+            "Disbursement date, or the business date the plan was first derived for a loan"
+            " disbursed before the bank used Postloan."
+        ),
+    )
+    derived_for_class = models.PositiveSmallIntegerField(
+        _("derived for class"), choices=RiskClass.choices
+    )
+    first_inspection_due = models.DateField(_("first inspection due"), null=True, blank=True)
+    routine_interval_months = models.PositiveSmallIntegerField(_("routine interval (months)"))
+    next_routine_due = models.DateField(_("next routine inspection due"))
+    next_revaluation_due = models.DateField(
+        _("next collateral revaluation due"), null=True, blank=True
+    )
+    next_statement_due = models.DateField(_("next financial statements due"))
+    updated_on = models.DateField(_("updated on"))
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("post-loan plan")
+        verbose_name_plural = _("post-loan plans")
+
+    def __str__(self) -> str:
+        return f"plan of {self.loan_id}"
+
+
+class InspectionKind(models.TextChoices):
+    FIRST = "first", _("First inspection (fund use)")
+    ROUTINE = "routine", _("Routine inspection")
+    SPECIAL = "special", _("Special inspection")
+
+
+class InspectionStatus(models.TextChoices):
+    SCHEDULED = "scheduled", _("Scheduled")
+    DRAFT = "draft", _("Draft")
+    SUBMITTED = "submitted", _("Submitted")
+    RETURNED = "returned", _("Returned")
+    APPROVED = "approved", _("Approved")
+
+    @classmethod
+    def pending(cls) -> list[str]:
+        """Statuses of an inspection the officer still has to carry out or submit."""
+        return [cls.SCHEDULED, cls.DRAFT, cls.RETURNED]
+
+
+PENDING_INSPECTION = Q(status__in=["scheduled", "draft", "returned"])
+
+
+class Inspection(models.Model):
+    """A dated inspection, scheduled by the plan or a red warning and logged by the officer."""
+
+    loan = models.ForeignKey(Loan, on_delete=models.CASCADE, related_name="inspections")
+    # The loan's branch and officer, copied so that the task list and the
+    # compliance page read inspections alone.
+    branch = models.ForeignKey(
+        "loans.Branch", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    officer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="inspections",
+        db_index=False,
+    )
+    kind = models.CharField(_("kind"), max_length=10, choices=InspectionKind.choices)
+    status = models.CharField(
+        _("status"),
+        max_length=10,
+        choices=InspectionStatus.choices,
+        default=InspectionStatus.SCHEDULED,
+    )
+    due_date = models.DateField(_("due date"))
+    overdue_since = models.DateField(
+        _("overdue since"),
+        null=True,
+        blank=True,
+        help_text=_("Set by the close-of-day run once the due date has passed unsubmitted."),
+    )
+    trigger_warning = models.ForeignKey(
+        EarlyWarning,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="special_inspections",
+        db_index=False,
+    )
+    created_by_run = models.ForeignKey(
+        JobRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+    inspected_on = models.DateField(_("inspection date"), null=True, blank=True)
+    place = models.CharField(_("place"), max_length=255, blank=True)
+    people_met = models.CharField(_("people met"), max_length=500, blank=True)
+    findings = models.TextField(_("findings"), blank=True)
+    risk_opinion = models.TextField(_("risk opinion"), blank=True)
+    suggested_class = models.PositiveSmallIntegerField(
+        _("suggested class"), choices=RiskClass.choices, null=True, blank=True
+    )
+    adverse = models.BooleanField(
+        _("adverse findings"),
+        default=False,
+        help_text=_("Set on submission: a checklist answer of no, or a worse suggested class."),
+    )
+    submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    review_comment = models.TextField(_("review comment"), blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["due_date", "id"]
+        verbose_name = _("inspection")
+        verbose_name_plural = _("inspections")
+        constraints = [
+            # The close-of-day run inserts with ON CONFLICT on these, so two
+            # runs on one date never create an inspection twice.
+            models.UniqueConstraint(
+                fields=["loan", "kind", "due_date"], name="inspection_once_per_loan_kind_due"
+            ),
+            models.UniqueConstraint(
+                fields=["loan", "kind"],
+                condition=Q(status__in=["scheduled", "draft", "returned"]),
+                name="inspection_one_pending_per_kind",
+            ),
+        ]
+        indexes = [
+            # My tasks: an officer's pending inspections by due date.
+            models.Index(
+                fields=["officer", "due_date"],
+                condition=Q(status__in=["scheduled", "draft", "returned"]),
+                name="inspection_pending_officer_idx",
+            ),
+            # Branch compliance: inspections of a branch by due date.
+            models.Index(fields=["branch", "due_date"], name="inspection_branch_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} inspection of {self.loan_id} due {self.due_date}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.branch_id is None and self.loan_id is not None:
+            self.branch_id = self.loan.branch_id
+        super().save(*args, **kwargs)
+
+    @property
+    def is_editable(self) -> bool:
+        return self.status in InspectionStatus.pending()
+
+
+class ChecklistItem(models.TextChoices):
+    BUSINESS_OPERATING = "business_operating", _("Business operating normally")
+    FUND_USE = "fund_use", _("Funds used as agreed")
+    COLLATERAL = "collateral", _("Collateral present and in condition")
+    GUARANTOR = "guarantor", _("Guarantor status unchanged")
+    MANAGEMENT = "management", _("No change in management, ownership or legal standing")
+    FINANCIAL_POSITION = "financial_position", _("Financial position sound")
+    REPAYMENT_SOURCE = "repayment_source", _("Repayment source intact")
+
+
+class ChecklistAnswer(models.TextChoices):
+    YES = "yes", _("Yes")
+    NO = "no", _("No")
+    NOT_APPLICABLE = "na", _("Not applicable")
+
+
+class InspectionCheck(models.Model):
+    """One answered item of an inspection's checklist."""
+
+    inspection = models.ForeignKey(Inspection, on_delete=models.CASCADE, related_name="checks")
+    item = models.CharField(_("item"), max_length=30, choices=ChecklistItem.choices)
+    answer = models.CharField(_("answer"), max_length=3, choices=ChecklistAnswer.choices)
+    comment = models.TextField(_("comment"), blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["inspection", "id"]
+        verbose_name = _("checklist answer")
+        verbose_name_plural = _("checklist answers")
+        constraints = [
+            models.UniqueConstraint(fields=["inspection", "item"], name="inspection_item_once"),
+            models.CheckConstraint(
+                condition=~Q(answer="no") | ~Q(comment=""), name="inspection_no_needs_comment"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item}: {self.answer}"

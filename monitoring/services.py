@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from loans.access import CREDIT_OFFICER, RISK_MANAGER, User, sees_whole_book, visible_loans
+from loans.access import BRANCH_MANAGER, RISK_MANAGER, User, sees_whole_book, visible_loans
 from loans.models import Branch
 
 from .models import (
@@ -350,24 +350,20 @@ class _Recipients:
 
 
 def _escalation_recipients(warnings: list[EarlyWarning]) -> _Recipients:
-    """Return the risk managers, and the credit officers of each warning's loan branch.
-
-    NOTE: there is no branch-head role yet. When there is one, the branch
-    head replaces the branch's credit officers here.
-    """
+    """Return the risk managers, and the branch managers of each warning's loan branch."""
     users = get_user_model().objects.filter(is_active=True)
     managers = dict(users.filter(groups__name=RISK_MANAGER).values_list("pk", "email"))
     branch_ids = {warning.loan.branch_id for warning in warnings}
-    officers_by_branch: dict[int, set[int]] = defaultdict(set)
+    heads_by_branch: dict[int, set[int]] = defaultdict(set)
     emails = dict(managers)
     staff = Branch.staff.through.objects.filter(
-        branch_id__in=branch_ids, user__is_active=True, user__groups__name=CREDIT_OFFICER
+        branch_id__in=branch_ids, user__is_active=True, user__groups__name=BRANCH_MANAGER
     ).values_list("branch_id", "user_id", "user__email")
     for branch_id, user_id, email in staff:
-        officers_by_branch[branch_id].add(user_id)
+        heads_by_branch[branch_id].add(user_id)
         emails[user_id] = email
     by_warning = {
-        warning.pk: set(managers) | officers_by_branch[warning.loan.branch_id]
+        warning.pk: set(managers) | heads_by_branch[warning.loan.branch_id]
         for warning in warnings
     }
     return _Recipients(by_warning=by_warning, emails=emails)

@@ -29,6 +29,13 @@ def officer(branch_north):
 
 
 @pytest.fixture
+def branch_manager(branch_north):
+    return UserFactory(
+        username="manager", roles=[access.BRANCH_MANAGER], branches=[branch_north]
+    )
+
+
+@pytest.fixture
 def risk_manager():
     return UserFactory(username="risk", roles=[access.RISK_MANAGER])
 

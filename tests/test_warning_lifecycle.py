@@ -326,8 +326,18 @@ def test_escalate_overdue_red_warnings_only(book, risk_manager, south_officer):
     assert book.north_red.history.latest().escalated_at is not None
 
 
-def test_escalation_notifies_managers_and_branch_officers(
-    book, risk_manager, officer, south_officer, committee_member
+@pytest.fixture
+def south_manager(branch_south):
+    return UserFactory(
+        username="south-manager",
+        email="south-manager@example.com",
+        roles=[access.BRANCH_MANAGER],
+        branches=[branch_south],
+    )
+
+
+def test_escalation_notifies_risk_and_branch_managers(
+    book, risk_manager, officer, branch_manager, south_officer, south_manager, committee_member
 ):
     services.escalate_overdue(AS_OF + timedelta(days=4))
 
@@ -341,12 +351,13 @@ def test_escalation_notifies_managers_and_branch_officers(
             "recipient__username", flat=True
         )
     )
-    assert recipients == {"risk", "officer"}
-    assert south_recipients == {"risk", "south-officer"}
+    # Branch managers are the branch heads; officers and committee members are not told.
+    assert recipients == {"risk", "manager"}
+    assert south_recipients == {"risk", "south-manager"}
 
 
 def test_escalation_mails_after_commit(
-    book, risk_manager, south_officer, mailoutbox, django_capture_on_commit_callbacks
+    book, risk_manager, south_officer, south_manager, mailoutbox, django_capture_on_commit_callbacks
 ):
     risk_manager.email = "risk@example.com"
     risk_manager.save()
@@ -359,7 +370,7 @@ def test_escalation_mails_after_commit(
 
     recipients = sorted(address for mail in mailoutbox for address in mail.to)
     risk_mail = next(mail for mail in mailoutbox if mail.to == ["risk@example.com"])
-    assert recipients == ["risk@example.com", "south@example.com"]
+    assert recipients == ["risk@example.com", "south-manager@example.com"]
     assert book.north.contract_number in risk_mail.body
     assert book.south.contract_number in risk_mail.body
 
@@ -663,9 +674,9 @@ def test_notifications_page_and_mark_read(client, book, risk_manager):
     assert not Notification.objects.filter(recipient=risk_manager, read_at=None).exists()
 
 
-def test_mark_read_leaves_other_users_alone(client, book, risk_manager, officer):
+def test_mark_read_leaves_other_users_alone(client, book, risk_manager, branch_manager):
     services.escalate_overdue(AS_OF + timedelta(days=4))
-    others = Notification.objects.get(recipient=officer)
+    others = Notification.objects.get(recipient=branch_manager)
     client.force_login(risk_manager)
 
     client.post(reverse("monitoring:notification_mark_read"), {"notification": others.pk})

@@ -15,6 +15,7 @@ from loans.models import Branch, Loan
 
 DEMO_USERS = (
     ("officer", access.CREDIT_OFFICER),
+    ("manager", access.BRANCH_MANAGER),
     ("risk", access.RISK_MANAGER),
     ("committee1", access.COMMITTEE_MEMBER),
     ("committee2", access.COMMITTEE_MEMBER),
@@ -42,6 +43,9 @@ class Command(BaseCommand):
         for username, role in DEMO_USERS:
             password = secrets.token_urlsafe(9)
             user = self._reset_user(username, role, password)
+            if role == access.BRANCH_MANAGER and branch is not None:
+                branch.staff.add(user)
+                role = f"{role}, branch {branch.code}"
             if role == access.CREDIT_OFFICER and branch is not None:
                 branch.staff.add(user)
                 assigned = Loan.objects.filter(branch=branch, officer__isnull=True).update(
