@@ -33,6 +33,7 @@ VIEW_BOOK = [
     ("monitoring", "view_postloanplan"),
     ("monitoring", "view_inspection"),
     ("monitoring", "view_inspectioncheck"),
+    ("monitoring", "view_classificationproposal"),
     ("loans", "view_document"),
     ("loans", "view_documentversion"),
 ]
@@ -66,6 +67,7 @@ HISTORY = [
         "postloanplan",
         "inspection",
         "inspectioncheck",
+        "classificationproposal",
     )
 ]
 

@@ -13,6 +13,7 @@ from loans.admin import ReadOnlyAdmin
 
 from .models import (
     ClassificationChange,
+    ClassificationProposal,
     EarlyWarning,
     ExternalSignal,
     FirstInspectionTerm,
@@ -305,3 +306,10 @@ class InspectionCheckAdmin(ReadOnlyAdmin):
     list_display = ("inspection", "item", "answer")
     list_filter = ("item", "answer")
     raw_id_fields = ("inspection",)
+
+
+@admin.register(ClassificationProposal)
+class ClassificationProposalAdmin(ReadOnlyAdmin):
+    list_display = ("loan", "current_class", "proposed_class", "source", "status", "created_at")
+    list_filter = ("source", "status")
+    raw_id_fields = ("loan", "proposed_by", "inspection")

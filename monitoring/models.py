@@ -808,3 +808,74 @@ class InspectionCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item}: {self.answer}"
+
+
+class ProposalSource(models.TextChoices):
+    MANUAL = "manual", _("Proposed by hand")
+    INSPECTION = "inspection", _("Inspection")
+    RUN = "run", _("Close-of-day run")
+
+
+class ProposalStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+    WITHDRAWN = "withdrawn", _("Withdrawn")
+
+
+class ClassificationProposal(models.Model):
+    """A proposed change of a loan's risk class, awaiting the committee's decision."""
+
+    loan = models.ForeignKey(
+        Loan, on_delete=models.CASCADE, related_name="classification_proposals"
+    )
+    current_class = models.PositiveSmallIntegerField(_("current class"), choices=RiskClass.choices)
+    proposed_class = models.PositiveSmallIntegerField(
+        _("proposed class"), choices=RiskClass.choices
+    )
+    source = models.CharField(_("source"), max_length=20, choices=ProposalSource.choices)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("Empty for proposals of the close-of-day run."),
+    )
+    inspection = models.ForeignKey(
+        Inspection,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="proposals",
+        db_index=False,
+    )
+    reasons = models.TextField(_("reasons"))
+    status = models.CharField(
+        _("status"),
+        max_length=10,
+        choices=ProposalStatus.choices,
+        default=ProposalStatus.PENDING,
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("classification proposal")
+        verbose_name_plural = _("classification proposals")
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(proposed_class=models.F("current_class")),
+                name="proposal_changes_class",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["loan"], condition=Q(status="pending"), name="proposal_pending_loan_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.loan_id} {self.current_class}->{self.proposed_class} {self.status}"
