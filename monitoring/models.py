@@ -544,7 +544,7 @@ class InspectionPolicy(models.Model):
         decimal_places=2,
         default=1_000_000,
         help_text=_(
-            "Normal loans with at least this principal are inspected at the large-loan interval."
+            "Normal loans with a principal above this amount are inspected at the large-loan interval."
         ),
     )
     large_loan_months = models.PositiveSmallIntegerField(
