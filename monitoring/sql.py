@@ -153,6 +153,18 @@ def shift_months(expression: str, months: str) -> str:
     return f"MIN({same_day}, {month_end})"
 
 
+def binary_text(expression: str) -> str:
+    """Return `expression` compared by code point, whatever the database's collation."""
+    if is_postgresql():
+        return f'({expression} COLLATE "C")'
+    return expression  # SQLite compares text by its bytes unless told otherwise.
+
+
+def max_character() -> str:
+    """Return an expression for the largest Unicode code point, U+10FFFF, as text."""
+    return "CHR(1114111)" if is_postgresql() else "CHAR(1114111)"
+
+
 def decimal_text(expression: str, places: int) -> str:
     """Return an expression rendering a number as text rounded to `places` decimals."""
     if is_postgresql():

@@ -218,6 +218,18 @@ def test_watched_industry_prefix_is_not_a_pattern(branch_north):
     assert loan.pk not in warnings_of("EXT_WATCHED_INDUSTRY")
 
 
+def test_watched_industry_matches_letters_and_dots(branch_north):
+    matching = LoanFactory(borrower=BorrowerFactory(branch=branch_north, industry_code="C10.71"))
+    no_dot = LoanFactory(borrower=BorrowerFactory(branch=branch_north, industry_code="C1071"))
+    lower = LoanFactory(borrower=BorrowerFactory(branch=branch_north, industry_code="c10.71"))
+    WatchedIndustry.objects.create(code_prefix="C10.", reason="Bakeries (NACE)")
+
+    dispatch_close_of_day(AS_OF)
+
+    assert set(warnings_of("EXT_WATCHED_INDUSTRY")) == {matching.pk}
+    assert {no_dot.pk, lower.pk}.isdisjoint(warnings_of("EXT_WATCHED_INDUSTRY"))
+
+
 def test_watched_industry_warning_resolves_itself(branch_north):
     loan = LoanFactory(borrower=BorrowerFactory(branch=branch_north, industry_code="445299"))
     industry = WatchedIndustry.objects.create(code_prefix="4452", reason="Specialty food")
