@@ -34,6 +34,11 @@ VIEW_BOOK = [
     ("monitoring", "view_inspection"),
     ("monitoring", "view_inspectioncheck"),
     ("monitoring", "view_classificationproposal"),
+    ("monitoring", "view_committeepolicy"),
+    ("monitoring", "view_proposalvote"),
+    ("monitoring", "view_restructuring"),
+    ("monitoring", "view_reviewmeeting"),
+    ("monitoring", "view_agendaitem"),
     ("loans", "view_document"),
     ("loans", "view_documentversion"),
 ]
@@ -68,6 +73,11 @@ HISTORY = [
         "inspection",
         "inspectioncheck",
         "classificationproposal",
+        "committeepolicy",
+        "proposalvote",
+        "restructuring",
+        "reviewmeeting",
+        "agendaitem",
     )
 ]
 
@@ -80,7 +90,14 @@ ROLE_PERMISSIONS = {
         ("monitoring", "add_jobrun"),
         ("monitoring", "change_inspection"),
     ],
-    "Committee member": VIEW_BOOK + [("monitoring", "change_classificationchange")],
+    "Committee member": VIEW_BOOK
+    + [
+        ("monitoring", "change_classificationchange"),
+        ("monitoring", "add_proposalvote"),
+        ("monitoring", "add_reviewmeeting"),
+        ("monitoring", "change_reviewmeeting"),
+        ("monitoring", "change_agendaitem"),
+    ],
     "Auditor": VIEW_BOOK + HISTORY,
     "Administrator": None,  # every permission of the project's apps
 }

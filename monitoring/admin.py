@@ -12,8 +12,10 @@ from simple_history.admin import SimpleHistoryAdmin
 from loans.admin import ReadOnlyAdmin
 
 from .models import (
+    AgendaItem,
     ClassificationChange,
     ClassificationProposal,
+    CommitteePolicy,
     EarlyWarning,
     ExternalSignal,
     FirstInspectionTerm,
@@ -25,6 +27,9 @@ from .models import (
     JobRun,
     Notification,
     PostLoanPlan,
+    ProposalVote,
+    Restructuring,
+    ReviewMeeting,
     SeverityDeadline,
     WarningAction,
     WarningRule,
@@ -313,3 +318,42 @@ class ClassificationProposalAdmin(ReadOnlyAdmin):
     list_display = ("loan", "current_class", "proposed_class", "source", "status", "created_at")
     list_filter = ("source", "status")
     raw_id_fields = ("loan", "proposed_by", "inspection")
+
+
+@admin.register(CommitteePolicy)
+class CommitteePolicyAdmin(SimpleHistoryAdmin):
+    list_display = ("quorum", "updated_at")
+
+    def has_add_permission(self, request):
+        return not CommitteePolicy.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ProposalVote)
+class ProposalVoteAdmin(ReadOnlyAdmin):
+    """Votes are cast in the committee inbox; nobody changes a vote afterwards."""
+
+    list_display = ("proposal", "member", "decision", "cast_at")
+    list_filter = ("decision",)
+    raw_id_fields = ("proposal", "member")
+
+
+@admin.register(Restructuring)
+class RestructuringAdmin(SimpleHistoryAdmin):
+    list_display = ("loan", "restructured_on", "class_before", "observation_ends_on")
+    raw_id_fields = ("loan", "recorded_by")
+
+
+@admin.register(ReviewMeeting)
+class ReviewMeetingAdmin(ReadOnlyAdmin):
+    list_display = ("title", "held_on", "status")
+    list_filter = ("status",)
+
+
+@admin.register(AgendaItem)
+class AgendaItemAdmin(ReadOnlyAdmin):
+    list_display = ("meeting", "position", "kind", "title", "decision")
+    list_filter = ("kind", "decision")
+    raw_id_fields = ("meeting", "loan", "proposal", "warning")

@@ -199,6 +199,16 @@ class ClassificationChange(models.Model):
         JobRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="changes"
     )
     ratified = models.BooleanField(_("ratified by the committee"), default=False)
+    ratified_at = models.DateTimeField(_("ratified at"), null=True, blank=True)
+    ratified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    ratification_comment = models.TextField(_("ratification comment"), blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -543,9 +553,7 @@ class InspectionPolicy(models.Model):
         max_digits=18,
         decimal_places=2,
         default=1_000_000,
-        help_text=_(
-            "Normal loans with a principal above this amount are inspected at the large-loan interval."
-        ),
+        help_text=_("Normal loans with a principal above this amount use the large-loan interval."),
     )
     large_loan_months = models.PositiveSmallIntegerField(
         _("routine interval for large normal loans (months)"), default=3
@@ -850,7 +858,21 @@ class ClassificationProposal(models.Model):
         related_name="proposals",
         db_index=False,
     )
+    created_by_run = models.ForeignKey(
+        JobRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
     reasons = models.TextField(_("reasons"))
+    position_improved = models.BooleanField(
+        _("the debtor's position has improved"),
+        default=False,
+        help_text=_("The recorded judgement that leaving non-performing requires."),
+    )
+    evidence = models.JSONField(
+        _("evidence"),
+        default=dict,
+        blank=True,
+        help_text=_("Facts at the time of the proposal: days past due, warnings, class floor."),
+    )
     status = models.CharField(
         _("status"),
         max_length=10,
@@ -859,6 +881,7 @@ class ClassificationProposal(models.Model):
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    decision_comment = models.TextField(_("decision"), blank=True)
     history = HistoricalRecords()
 
     class Meta:
@@ -879,3 +902,183 @@ class ClassificationProposal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.loan_id} {self.current_class}->{self.proposed_class} {self.status}"
+
+
+class CommitteePolicy(models.Model):
+    """The committee's voting rule; one row, edited by administrators."""
+
+    quorum = models.PositiveSmallIntegerField(
+        _("quorum"),
+        default=2,
+        help_text=_("Votes of one kind (approve or reject) that decide a proposal."),
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("committee policy")
+        verbose_name_plural = _("committee policy")
+        constraints = [
+            models.CheckConstraint(condition=Q(quorum__gte=1), name="committee_quorum_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return str(_("Committee policy"))
+
+    @classmethod
+    def current(cls) -> CommitteePolicy:
+        policy = cls.objects.order_by("pk").first()
+        return policy if policy is not None else cls.objects.create()
+
+
+class VoteDecision(models.TextChoices):
+    APPROVE = "approve", _("Approve")
+    REJECT = "reject", _("Reject")
+
+
+class ProposalVote(models.Model):
+    """One committee member's vote on a classification proposal."""
+
+    proposal = models.ForeignKey(
+        ClassificationProposal, on_delete=models.CASCADE, related_name="votes"
+    )
+    member = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(_("decision"), max_length=10, choices=VoteDecision.choices)
+    comment = models.TextField(_("comment"))
+    cast_at = models.DateTimeField(_("cast at"), auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["proposal", "cast_at", "id"]
+        verbose_name = _("vote")
+        verbose_name_plural = _("votes")
+        constraints = [
+            models.UniqueConstraint(fields=["proposal", "member"], name="vote_once_per_member"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id} {self.decision} {self.proposal_id}"
+
+
+class Restructuring(models.Model):
+    """A restructuring of a loan, which starts an observation period for its class.
+
+    The observation period runs from the first repayment date after the
+    change for at least two repayment periods and at least one year.
+    """
+
+    loan = models.ForeignKey(Loan, on_delete=models.CASCADE, related_name="restructurings")
+    restructured_on = models.DateField(_("restructured on"))
+    class_before = models.PositiveSmallIntegerField(
+        _("class before restructuring"), choices=RiskClass.choices
+    )
+    first_repayment_on = models.DateField(_("first repayment date after the change"))
+    observation_ends_on = models.DateField(_("observation period ends on"))
+    reason = models.TextField(_("reason"), blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["loan", "-restructured_on", "-id"]
+        verbose_name = _("restructuring")
+        verbose_name_plural = _("restructurings")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(observation_ends_on__gte=models.F("first_repayment_on"))
+                & Q(first_repayment_on__gte=models.F("restructured_on")),
+                name="restructuring_dates_in_order",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.loan_id} restructured {self.restructured_on}"
+
+
+class MeetingStatus(models.TextChoices):
+    PLANNED = "planned", _("Planned")
+    HELD = "held", _("Held")
+    CLOSED = "closed", _("Minutes closed")
+
+
+class ReviewMeeting(models.Model):
+    """A post-loan review meeting with its agenda, decisions and minutes."""
+
+    title = models.CharField(_("title"), max_length=200)
+    held_on = models.DateField(_("date"))
+    location = models.CharField(_("location"), max_length=200, blank=True)
+    attendees = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="review_meetings", blank=True
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=MeetingStatus.choices, default=MeetingStatus.PLANNED
+    )
+    notes = models.TextField(_("notes"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    history = HistoricalRecords(m2m_fields=[attendees])
+
+    class Meta:
+        ordering = ["-held_on", "-id"]
+        verbose_name = _("review meeting")
+        verbose_name_plural = _("review meetings")
+
+    def __str__(self) -> str:
+        return f"{self.title} {self.held_on}"
+
+
+class AgendaItemKind(models.TextChoices):
+    PROPOSAL = "proposal", _("Classification proposal")
+    WARNING = "warning", _("Red warning")
+    NON_PERFORMING = "non_performing", _("Non-performing loan")
+    OTHER = "other", _("Other")
+
+
+class ItemDecision(models.TextChoices):
+    PENDING = "", _("Not yet decided")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+    NOTED = "noted", _("Noted")
+    ACTION = "action", _("Action assigned")
+    DEFERRED = "deferred", _("Deferred")
+
+
+class AgendaItem(models.Model):
+    """One item of a meeting's agenda, with the decision taken on it."""
+
+    meeting = models.ForeignKey(ReviewMeeting, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveSmallIntegerField(_("position"))
+    kind = models.CharField(_("kind"), max_length=20, choices=AgendaItemKind.choices)
+    title = models.CharField(_("title"), max_length=255)
+    loan = models.ForeignKey(
+        Loan, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    proposal = models.ForeignKey(
+        ClassificationProposal,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="agenda_items",
+    )
+    warning = models.ForeignKey(
+        EarlyWarning, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decision = models.CharField(
+        _("decision"), max_length=10, choices=ItemDecision.choices, blank=True, default=""
+    )
+    notes = models.TextField(_("notes"), blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["meeting", "position", "id"]
+        verbose_name = _("agenda item")
+        verbose_name_plural = _("agenda items")
+        constraints = [
+            models.UniqueConstraint(fields=["meeting", "position"], name="agenda_position_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meeting_id}#{self.position} {self.title}"

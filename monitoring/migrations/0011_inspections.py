@@ -68,7 +68,7 @@ class Migration(migrations.Migration):
                     models.DecimalField(
                         decimal_places=2,
                         default=1000000,
-                        help_text="Normal loans with a principal above this amount are inspected at the large-loan interval.",
+                        help_text="Normal loans with a principal above this amount use the large-loan interval.",
                         max_digits=18,
                         verbose_name="large loan amount",
                     ),
@@ -391,7 +391,7 @@ class Migration(migrations.Migration):
                     models.DecimalField(
                         decimal_places=2,
                         default=1000000,
-                        help_text="Normal loans with a principal above this amount are inspected at the large-loan interval.",
+                        help_text="Normal loans with a principal above this amount use the large-loan interval.",
                         max_digits=18,
                         verbose_name="large loan amount",
                     ),
