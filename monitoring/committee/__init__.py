@@ -1,0 +1,1 @@
+"""The credit committee: classification proposals, votes and ratification of floors."""

@@ -1,0 +1,1 @@
+"""Post-loan review meetings: agenda, decisions and minutes."""
