@@ -39,6 +39,8 @@ VIEW_BOOK = [
     ("monitoring", "view_restructuring"),
     ("monitoring", "view_reviewmeeting"),
     ("monitoring", "view_agendaitem"),
+    ("reports", "view_monthlyreport"),
+    ("reports", "view_loanmonthsnapshot"),
     ("loans", "view_document"),
     ("loans", "view_documentversion"),
 ]
@@ -89,6 +91,7 @@ ROLE_PERMISSIONS = {
         ("monitoring", "change_earlywarning"),
         ("monitoring", "add_jobrun"),
         ("monitoring", "change_inspection"),
+        ("reports", "add_monthlyreport"),
     ],
     "Committee member": VIEW_BOOK
     + [
