@@ -172,6 +172,12 @@ EVIDENCE_LABELS = {
     "industry_code": _("Industry code"),
     "code_prefix": _("Watched prefix"),
     "reason": _("Reason on the watch list"),
+    "inspection_id": _("Inspection"),
+    "inspection_kind": _("Inspection kind"),
+    "due_date": _("Due date"),
+    "days_overdue": _("Days overdue"),
+    "inspected_on": _("Inspection date"),
+    "lookback_days": _("Lookback (days)"),
 }
 
 

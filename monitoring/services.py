@@ -26,6 +26,7 @@ from django.utils.translation import ngettext
 from loans.access import BRANCH_MANAGER, RISK_MANAGER, User, sees_whole_book, visible_loans
 from loans.models import Branch
 
+from .inspections.scheduling import schedule_special_inspection
 from .models import (
     ActionKind,
     EarlyWarning,
@@ -184,6 +185,8 @@ def record_action(warning: EarlyWarning, user: User, kind: str, note: str = "") 
         warning.status = WarningStatus.IN_PROGRESS
         _save(warning, user, ["status"])
     _add_action(warning, kind, user, note)
+    if kind == ActionKind.SPECIAL_INSPECTION:
+        schedule_special_inspection(warning, user)
     return warning
 
 

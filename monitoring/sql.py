@@ -170,3 +170,27 @@ def decimal_text(expression: str, places: int) -> str:
     if is_postgresql():
         return f"CAST(ROUND(({expression})::numeric, {places}) AS TEXT)"
     return f"printf('%%.{places}f', {expression})"
+
+
+def calendar_months_between(later: str, earlier: str) -> str:
+    """Return an integer expression for the month boundaries from `earlier` to `later`.
+
+    Days are ignored: from 31 January to 1 February is one month, from
+    1 January to 31 January none. With `shift_months` it finds the
+    anniversaries of a date.
+    """
+    return f"({_month_number(later)} - {_month_number(earlier)})"
+
+
+def _month_number(expression: str) -> str:
+    """Return an integer expression for year x 12 + month of a date."""
+    if is_postgresql():
+        return (
+            f"CAST(EXTRACT(YEAR FROM CAST({expression} AS DATE)) * 12"
+            f" + EXTRACT(MONTH FROM CAST({expression} AS DATE)) AS INTEGER)"
+        )
+    # The doubled percent signs survive the driver's parameter substitution.
+    return (
+        f"(CAST(strftime('%%Y', {expression}) AS INTEGER) * 12"
+        f" + CAST(strftime('%%m', {expression}) AS INTEGER))"
+    )

@@ -99,3 +99,45 @@ class EarlyWarningFactory(factory.django.DjangoModelFactory):
     first_seen_on = date(2023, 7, 1)
     last_seen_on = factory.LazyAttribute(lambda o: o.first_seen_on)
     evidence = factory.LazyAttribute(lambda o: {"days_past_due": 120, "as_of": str(o.last_seen_on)})
+
+
+class PostLoanPlanFactory(factory.django.DjangoModelFactory):
+    """A normal loan's plan, derived on the disbursement date."""
+
+    class Meta:
+        model = monitoring_models.PostLoanPlan
+
+    loan = factory.SubFactory(LoanFactory)
+    officer = factory.LazyAttribute(lambda o: o.loan.officer)
+    starts_on = factory.LazyAttribute(lambda o: o.loan.disbursement_date)
+    derived_for_class = factory.LazyAttribute(lambda o: o.loan.risk_class)
+    first_inspection_due = factory.LazyAttribute(lambda o: o.starts_on + relativedelta(days=15))
+    routine_interval_months = 6
+    next_routine_due = factory.LazyAttribute(
+        lambda o: o.first_inspection_due + relativedelta(months=6)
+    )
+    next_statement_due = date(2023, 4, 30)
+    updated_on = factory.LazyAttribute(lambda o: o.starts_on)
+
+
+class InspectionFactory(factory.django.DjangoModelFactory):
+    """A scheduled routine inspection due on 2023-07-01; branch and officer from the loan."""
+
+    class Meta:
+        model = monitoring_models.Inspection
+
+    loan = factory.SubFactory(LoanFactory)
+    branch = factory.LazyAttribute(lambda o: o.loan.branch)
+    officer = factory.LazyAttribute(lambda o: o.loan.officer)
+    kind = monitoring_models.InspectionKind.ROUTINE
+    status = monitoring_models.InspectionStatus.SCHEDULED
+    due_date = date(2023, 7, 1)
+
+
+class InspectionCheckFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = monitoring_models.InspectionCheck
+
+    inspection = factory.SubFactory(InspectionFactory)
+    item = monitoring_models.ChecklistItem.BUSINESS_OPERATING
+    answer = monitoring_models.ChecklistAnswer.YES

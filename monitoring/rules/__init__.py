@@ -201,7 +201,13 @@ def register(rule: Rule) -> Rule:
 
 def all_rules() -> list[Rule]:
     """Return every rule defined in code, in a stable order."""
-    from . import collateral, external, guarantor, repayment  # noqa: F401  (register families)
+    from . import (  # noqa: F401  (register families)
+        collateral,
+        external,
+        guarantor,
+        inspection,
+        repayment,
+    )
 
     return sorted(REGISTRY.values(), key=lambda rule: (rule.family, rule.code))
 

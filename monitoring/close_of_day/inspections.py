@@ -1,0 +1,511 @@
+"""Close-of-day inspection step: post-loan plans, scheduled inspections, overdue marks.
+
+It runs in each phase-2 chunk's transaction, in two parts. Right after
+classification, `refresh_plans_and_inspections` derives the plan of every
+open loan of the chunk (the rules of `monitoring.inspections.plans`, written
+set-wise) into a temporary table. From that table one upsert writes only the
+plans that are new or whose values changed, and the next statement records
+each of them in the plan's history. Then come the first and routine
+inspections that fall due within the policy's lookahead, and the overdue
+marks. After the phase-2 rules, `schedule_special_inspections` schedules a
+special inspection for each loan with a red warning first seen on the run
+date.
+
+Inserts use ON CONFLICT DO NOTHING on the inspection's unique constraints:
+one inspection per loan, kind and due date, and one pending inspection per
+loan and kind. Two runs for one date therefore create each inspection once.
+Every inspection the run creates or marks overdue gets a history row. The
+number of statements per chunk does not depend on the number of loans.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from datetime import date
+
+from django.db import connection
+from django.db.models import Model
+from django.utils import timezone
+
+from loans.models import RiskClass
+
+from ..inspections.plans import PlanSettings, load_plan_settings, next_statement_due
+from ..models import Inspection, InspectionPolicy, PostLoanPlan
+from ..rules.collateral import _latest_valuation_join as latest_valuation_join
+from ..sql import (
+    analyze,
+    as_of_param,
+    calendar_months_between,
+    greatest,
+    in_parameter,
+    in_parameter_value,
+    is_distinct,
+    is_postgresql,
+    shift_date,
+    shift_months,
+)
+
+PENDING = "('scheduled', 'draft', 'returned')"
+DONE = "('submitted', 'approved')"
+ACTIVE_WARNING = "('open', 'acknowledged', 'in_progress')"
+# The history table keeps at most this many characters of a change reason.
+REASON_MAX_LENGTH = 100
+# Columns of the plan table that the later statements filter on.
+PLAN_FILTERS = ("loan_id", "change_type", "first_due", "next_routine_due")
+INTERVAL_FIELDS = (
+    "normal_months",
+    "large_loan_months",
+    "special_mention_months",
+    "non_performing_months",
+)
+
+
+def refresh_plans_and_inspections(as_of: date, low: int, high: int, run_id: int) -> dict[str, int]:
+    """Write the chunk's plans, create the inspections due soon, mark the overdue ones.
+
+    Call it in the transaction that has just classified the chunk, so that
+    the plans follow today's classes. Return the counts `plans_created`,
+    `plans_changed`, `inspections_created_first`, `inspections_created_routine`
+    and `inspections_overdue`.
+    """
+    settings = load_plan_settings()
+    _check_intervals(settings.policy)
+    params = _params(as_of, low, high, run_id)
+    params["statement_due"] = next_statement_due(settings.policy, as_of)
+    suffix = uuid.uuid4().hex[:12]
+    done, revaluation, table = (f"cod_{name}_{suffix}" for name in ("done", "reval", "plan"))
+    with connection.cursor() as cursor:
+        _fill_temporary(cursor, done, _last_inspections(), params)
+        _fill_temporary(cursor, revaluation, _revaluations(settings), params)
+        _fill_temporary(
+            cursor, table, _plan_select(settings, done, revaluation), params, PLAN_FILTERS
+        )
+        counts = _write_plans(cursor, table, params)
+        counts.update(_create_scheduled(cursor, table, settings.policy, params))
+        for name in (table, revaluation, done):
+            cursor.execute(f"DROP TABLE {name}")
+        counts["inspections_overdue"] = _mark_overdue(cursor, params)
+    return counts
+
+
+def schedule_special_inspections(as_of: date, low: int, high: int, run_id: int) -> dict[str, int]:
+    """Schedule a special inspection for each loan of the chunk with a new red warning.
+
+    A red warning is new when it is active and was first seen on the run
+    date, by a rule of either phase. The inspection is due the policy's
+    special-inspection days after the run date and names the loan's lowest
+    such warning. A loan that already has a pending special inspection gets
+    none. Call it after the phase-2 rules. Return `special_inspections`.
+    """
+    policy = InspectionPolicy.current()
+    params = _params(as_of, low, high, run_id)
+    due = shift_date(as_of_param(), str(int(policy.special_inspection_days)))
+    new_red = f"""
+        SELECT w.loan_id, MIN(w.id) AS warning_id
+        FROM monitoring_earlywarning w
+        WHERE w.loan_id BETWEEN %(low)s AND %(high)s AND w.status IN {ACTIVE_WARNING}
+          AND w.severity = 'red' AND w.first_seen_on = {as_of_param()}
+        GROUP BY w.loan_id
+    """
+    table = f"cod_red_{uuid.uuid4().hex[:12]}"
+    source = f"""
+        SELECT n.loan_id, 'special' AS kind, {due} AS due_date, n.warning_id
+        FROM {table} n
+        WHERE NOT EXISTS ({_pending("n.loan_id", "special")})
+    """
+    with connection.cursor() as cursor:
+        _fill_temporary(cursor, table, new_red, params)
+        created = _insert_inspections(cursor, source, params)
+        cursor.execute(f"DROP TABLE {table}")
+    return {"special_inspections": len(created)}
+
+
+def _fill_temporary(
+    cursor, table: str, select: str, params: dict, columns: tuple[str, ...] = ("loan_id",)
+) -> None:
+    """Create an indexed and analysed temporary table of `select`, keyed by `loan_id`.
+
+    Right after a run has filled them, the statistics of the warnings,
+    inspections and positions still describe the tables before it. Joined
+    directly, the planner then took a chunk's 20,000 rows for one and
+    rescanned a subquery for each. A chunk of 25,000 loans took 35 to 47 s
+    that way and 0.7 s from temporary tables, which have fresh statistics
+    (PostgreSQL 15, benchmarks/inspections.py on a shared machine). Only
+    the `columns` that later statements join or filter on are analysed.
+    """
+    cursor.execute(f"CREATE TEMPORARY TABLE {table} AS {select}", params)
+    cursor.execute(f"CREATE INDEX {table}_key ON {table} (loan_id)")
+    analyze(cursor, table, columns)
+
+
+def _pending(loan_id: str, kind: str) -> str:
+    """Return a select of the loan's pending inspections of `kind`, for NOT EXISTS.
+
+    The condition on the chunk's id range gives PostgreSQL an index range
+    to read even when the table's statistics are out of date.
+    """
+    return f"""
+        SELECT 1 FROM monitoring_inspection i
+        WHERE i.loan_id = {loan_id} AND i.loan_id BETWEEN %(low)s AND %(high)s
+          AND i.kind = '{kind}' AND i.status IN {PENDING}
+    """
+
+
+def _params(as_of: date, low: int, high: int, run_id: int) -> dict:
+    return {
+        "as_of": as_of,
+        "low": low,
+        "high": high,
+        "run_id": run_id,
+        "now": timezone.now(),
+        "reason_prefix": f"close-of-day {as_of.isoformat()}: ",
+    }
+
+
+def _check_intervals(policy: InspectionPolicy) -> None:
+    """Raise ValueError for a routine interval of 0 months, which the SQL would divide by."""
+    for name in INTERVAL_FIELDS:
+        if getattr(policy, name) < 1:
+            raise ValueError(f"Invalid inspection policy: {name} is 0; set at least 1 month.")
+
+
+def _date_parameter(name: str) -> str:
+    return f"CAST(%({name})s AS DATE)" if is_postgresql() else f"%({name})s"
+
+
+# --- Plans ---------------------------------------------------------------
+
+
+def _code_literal(code: str) -> str:
+    """Return a product or collateral kind as a SQL string literal, after checking it."""
+    if not re.fullmatch(r"[a-z0-9_]+", code):
+        raise ValueError(f"Invalid code {code!r} in the inspection settings.")
+    return f"'{code}'"
+
+
+def _case(column: str, values: dict[str, int]) -> str:
+    """Return a CASE over `column` giving each code's whole number, else NULL."""
+    if not values:
+        return "CAST(NULL AS INTEGER)"
+    branches = " ".join(f"WHEN {_code_literal(code)} THEN {int(n)}" for code, n in values.items())
+    return f"CASE {column} {branches} END"
+
+
+def _interval_case(policy: InspectionPolicy) -> str:
+    """Return the routine interval in months for loan `l`, as `routine_interval_months`."""
+    return f"""
+        CASE WHEN l.risk_class = {int(RiskClass.NORMAL)}
+                 THEN CASE WHEN l.principal > {policy.large_loan_amount}
+                           THEN {int(policy.large_loan_months)}
+                           ELSE {int(policy.normal_months)} END
+             WHEN l.risk_class = {int(RiskClass.SPECIAL_MENTION)}
+                 THEN {int(policy.special_mention_months)}
+             ELSE {int(policy.non_performing_months)}
+        END
+    """
+
+
+def _last_inspections() -> str:
+    """Return each chunk loan's latest date of a carried-out inspection on or before the run."""
+    return f"""
+        SELECT i.loan_id, MAX(i.inspected_on) AS last_inspected_on
+        FROM monitoring_inspection i
+        WHERE i.loan_id BETWEEN %(low)s AND %(high)s AND i.status IN {DONE}
+          AND i.inspected_on <= {as_of_param()}
+        GROUP BY i.loan_id
+    """
+
+
+def _revaluations(settings: PlanSettings) -> str:
+    """Return each chunk loan's earliest revaluation due date over its pledged items.
+
+    An item counts when its kind has an interval and it has a valuation on or
+    before the run date: its due date is that valuation's date + the interval.
+    """
+    months = _case("c.kind", settings.revaluation_months)
+    kinds = ", ".join(_code_literal(kind) for kind in settings.revaluation_months) or "''"
+    return f"""
+        SELECT pl.loan_id, MIN({shift_months("lv.valued_on", months)}) AS next_revaluation_due
+        FROM loans_collateralpledge pl
+        JOIN loans_collateral c ON c.id = pl.collateral_id
+        {latest_valuation_join()}
+        WHERE pl.loan_id BETWEEN %(low)s AND %(high)s AND c.kind IN ({kinds})
+        GROUP BY pl.loan_id
+    """
+
+
+def _plan_select(settings: PlanSettings, done: str, revaluation: str) -> str:
+    """Return each open loan of the chunk with its derived plan, its stored plan and the change.
+
+    `change_type` is '+' for a loan without a plan, '~' for a plan whose values
+    differ and NULL otherwise. `reason` is the history's change reason.
+    `done` and `revaluation` are the temporary tables of `_last_inspections`
+    and `_revaluations`. Every position of the chunk is as of the run date,
+    because phase 1 has just refreshed those of the loans disbursed by then.
+    """
+    d = as_of_param()
+    derived = f"""
+        SELECT l.id AS loan_id, l.officer_id, l.risk_class, l.disbursement_date,
+               plan.id AS plan_id, plan.officer_id AS old_officer_id,
+               plan.derived_for_class AS old_class, plan.first_inspection_due AS old_first_due,
+               plan.routine_interval_months AS old_interval,
+               plan.next_routine_due AS old_routine_due,
+               plan.next_revaluation_due AS old_revaluation_due,
+               plan.next_statement_due AS old_statement_due,
+               COALESCE(plan.starts_on, {greatest("l.disbursement_date", d)}) AS starts_on,
+               {_case("l.product", settings.first_inspection_days)} AS first_days,
+               {_interval_case(settings.policy)} AS interval_months,
+               done.last_inspected_on, revaluation.next_revaluation_due
+        FROM loans_loanposition p
+        JOIN loans_loan l ON l.id = p.loan_id AND l.id BETWEEN %(low)s AND %(high)s
+        LEFT JOIN monitoring_postloanplan plan ON plan.loan_id = l.id
+        LEFT JOIN {done} done ON done.loan_id = l.id
+        LEFT JOIN {revaluation} revaluation ON revaluation.loan_id = l.id
+        WHERE p.loan_id BETWEEN %(low)s AND %(high)s AND p.is_open
+          AND l.disbursement_date <= {d}
+    """
+    first_due = shift_date("x.disbursement_date", "x.first_days")
+    with_first = f"""
+        SELECT x.*,
+               CASE WHEN {first_due} >= x.starts_on THEN {first_due} END AS first_due,
+               {calendar_months_between("x.starts_on", "x.disbursement_date")}
+                   / x.interval_months AS periods
+        FROM ({derived}) x
+    """
+    anchor = "COALESCE(y.last_inspected_on, y.first_due)"
+    anniversary = shift_months("y.disbursement_date", "y.periods * y.interval_months")
+    routine = f"""
+        CASE WHEN {anchor} IS NOT NULL THEN {shift_months(anchor, "y.interval_months")}
+             WHEN y.periods >= 1 AND {anniversary} > y.starts_on THEN {anniversary}
+             ELSE {shift_months("y.disbursement_date", "(y.periods + 1) * y.interval_months")}
+        END
+    """
+    with_routine = f"""
+        SELECT y.*, {routine} AS next_routine_due,
+               {_date_parameter("statement_due")} AS next_statement_due
+        FROM ({with_first}) y
+    """
+    return f"""
+        SELECT z.*, {_change_case()} AS change_type, {_reason()} AS reason
+        FROM ({with_routine}) z
+    """
+
+
+def _differences() -> dict[str, str]:
+    """Return, by the word the history reason uses, the condition that a plan value changed."""
+    return {
+        "officer": is_distinct("z.officer_id", "z.old_officer_id"),
+        "interval": "z.interval_months <> z.old_interval",
+        "routine due": "z.next_routine_due <> z.old_routine_due",
+        "revaluation due": is_distinct("z.next_revaluation_due", "z.old_revaluation_due"),
+        "statements due": "z.next_statement_due <> z.old_statement_due",
+        "first inspection due": is_distinct("z.first_due", "z.old_first_due"),
+    }
+
+
+def _change_case() -> str:
+    changed = " OR ".join(["z.risk_class <> z.old_class", *_differences().values()])
+    return f"CASE WHEN z.plan_id IS NULL THEN '+' WHEN {changed} THEN '~' END"
+
+
+def _reason() -> str:
+    """Return the history reason, such as `close-of-day 2025-06-30: class 1 -> 3; routine due`."""
+    parts = [
+        "CASE WHEN z.risk_class <> z.old_class THEN 'class ' || CAST(z.old_class AS TEXT)"
+        " || ' -> ' || CAST(z.risk_class AS TEXT) || '; ' ELSE '' END",
+        *(
+            f"CASE WHEN {condition} THEN '{word}; ' ELSE '' END"
+            for word, condition in _differences().items()
+        ),
+    ]
+    changes = f"RTRIM({' || '.join(parts)}, '; ')"
+    reason = (
+        f"%(reason_prefix)s || CASE WHEN z.plan_id IS NULL THEN 'plan derived' ELSE {changes} END"
+    )
+    return f"SUBSTR({reason}, 1, {REASON_MAX_LENGTH})"
+
+
+PLAN_COLUMNS = {
+    "loan_id": "t.loan_id",
+    "officer_id": "t.officer_id",
+    "starts_on": "t.starts_on",
+    "derived_for_class": "t.risk_class",
+    "first_inspection_due": "t.first_due",
+    "routine_interval_months": "t.interval_months",
+    "next_routine_due": "t.next_routine_due",
+    "next_revaluation_due": "t.next_revaluation_due",
+    "next_statement_due": "t.next_statement_due",
+}
+
+
+def _write_plans(cursor, table: str, params: dict) -> dict[str, int]:
+    """Upsert the new and changed plans, then add a history row for each; return counts."""
+    columns = PLAN_COLUMNS | {"updated_on": as_of_param()}
+    updates = ", ".join(
+        f"{column} = excluded.{column}" for column in columns if column != "loan_id"
+    )
+    cursor.execute(
+        f"""
+        INSERT INTO monitoring_postloanplan ({", ".join(columns)})
+        SELECT {", ".join(columns.values())}
+        FROM {table} t
+        WHERE t.change_type IS NOT NULL
+        ON CONFLICT (loan_id) DO UPDATE SET {updates}
+        """,
+        params,
+    )
+    source = f"""
+        FROM monitoring_postloanplan r JOIN {table} t ON t.loan_id = r.loan_id
+        WHERE t.change_type IS NOT NULL AND r.loan_id BETWEEN %(low)s AND %(high)s
+    """
+    kinds = _insert_history(cursor, PostLoanPlan, source, "t.reason", "t.change_type", params)
+    return {"plans_created": kinds["+"], "plans_changed": kinds["~"]}
+
+
+# --- Inspections ---------------------------------------------------------
+
+
+def _create_scheduled(cursor, table: str, policy: InspectionPolicy, params: dict) -> dict[str, int]:
+    """Create the first and routine inspections that fall due within the lookahead.
+
+    A due date already past counts too, so a run after a gap still creates
+    the inspection (and the overdue step then marks it).
+    """
+    horizon = shift_date(as_of_param(), str(int(policy.lookahead_days)))
+    source = f"""
+        SELECT t.loan_id, 'first' AS kind, t.first_due AS due_date,
+               CAST(NULL AS BIGINT) AS warning_id
+        FROM {table} t
+        WHERE t.first_due IS NOT NULL AND t.first_due <= {horizon}
+          AND NOT EXISTS (
+              SELECT 1 FROM monitoring_inspection i
+              WHERE i.loan_id = t.loan_id AND i.loan_id BETWEEN %(low)s AND %(high)s
+                AND i.kind = 'first'
+          )
+        UNION ALL
+        SELECT t.loan_id, 'routine' AS kind, t.next_routine_due AS due_date,
+               CAST(NULL AS BIGINT) AS warning_id
+        FROM {table} t
+        WHERE t.next_routine_due <= {horizon}
+          AND NOT EXISTS ({_pending("t.loan_id", "routine")})
+    """
+    created = Counter(kind for _id, kind in _insert_inspections(cursor, source, params))
+    return {
+        "inspections_created_first": created["first"],
+        "inspections_created_routine": created["routine"],
+    }
+
+
+def _insert_inspections(cursor, source: str, params: dict) -> list[tuple[int, str]]:
+    """Insert a scheduled inspection per row of `source`; return the (id, kind) inserted.
+
+    `source` gives `loan_id`, `kind`, `due_date` and `warning_id` (the
+    triggering warning or NULL). Branch and officer come from the loan.
+    """
+    values = {
+        "loan_id": "n.loan_id",
+        "branch_id": "l.branch_id",
+        "officer_id": "l.officer_id",
+        "kind": "n.kind",
+        "status": "'scheduled'",
+        "due_date": "n.due_date",
+        "overdue_since": "NULL",
+        "trigger_warning_id": "n.warning_id",
+        "created_by_run_id": "%(run_id)s",
+        "inspected_on": "NULL",
+        "place": "''",
+        "people_met": "''",
+        "findings": "''",
+        "risk_opinion": "''",
+        "suggested_class": "NULL",
+        "adverse": "FALSE",
+        "submitted_at": "NULL",
+        "submitted_by_id": "NULL",
+        "reviewed_at": "NULL",
+        "reviewed_by_id": "NULL",
+        "review_comment": "''",
+        "created_at": "%(now)s",
+    }
+    # The statement has a WHERE before ON CONFLICT, because SQLite would
+    # otherwise read ON CONFLICT as the join's ON.
+    cursor.execute(
+        f"""
+        INSERT INTO monitoring_inspection ({", ".join(values)})
+        SELECT {", ".join(values.values())}
+        FROM ({source}) n
+        JOIN loans_loan l ON l.id = n.loan_id AND l.id BETWEEN %(low)s AND %(high)s
+        WHERE true
+        ON CONFLICT DO NOTHING
+        RETURNING id, kind
+        """,
+        params,
+    )
+    created = cursor.fetchall()
+    reason = (
+        "%(reason_prefix)s || CASE WHEN r.trigger_warning_id IS NULL THEN 'scheduled by the plan'"
+        " ELSE 'red warning ' || CAST(r.trigger_warning_id AS TEXT) END"
+    )
+    ids = {"ids": in_parameter_value([row[0] for row in created])}
+    source = f"FROM monitoring_inspection r WHERE {in_parameter('r.id', 'ids')}"
+    _insert_history(cursor, Inspection, source, reason, "'+'", params | ids)
+    return created
+
+
+def _mark_overdue(cursor, params: dict) -> int:
+    """Set `overdue_since` on the chunk's pending inspections past their due date; return how many.
+
+    The mark is set once, to the day after the due date. Only inspections of
+    loans open on the run date are marked.
+    """
+    cursor.execute(
+        f"""
+        UPDATE monitoring_inspection SET overdue_since = {shift_date("due_date", "1")}
+        WHERE loan_id BETWEEN %(low)s AND %(high)s AND status IN {PENDING}
+          AND overdue_since IS NULL AND due_date < {as_of_param()}
+          AND EXISTS (
+              SELECT 1 FROM loans_loanposition p
+              WHERE p.loan_id = monitoring_inspection.loan_id AND p.is_open
+          )
+        RETURNING id
+        """,
+        params,
+    )
+    ids = [row[0] for row in cursor.fetchall()]
+    source = f"FROM monitoring_inspection r WHERE {in_parameter('r.id', 'ids')}"
+    reason = "%(reason_prefix)s || 'overdue'"
+    _insert_history(
+        cursor, Inspection, source, reason, "'~'", params | {"ids": in_parameter_value(ids)}
+    )
+    return len(ids)
+
+
+def _insert_history(
+    cursor, model: type[Model], source: str, reason: str, history_type: str, params: dict
+) -> Counter[str]:
+    """Insert a history row for each row `r` of `source`, as django-simple-history would.
+
+    `source` is a FROM clause (with its WHERE) naming the model's table `r`;
+    `reason` and `history_type` are SQL over it. Return the count per history type.
+    """
+    history_model = model.history.model
+    columns = [
+        field.column
+        for field in history_model._meta.concrete_fields
+        if not field.name.startswith("history_")
+    ]
+    cursor.execute(
+        f"""
+        INSERT INTO {history_model._meta.db_table} (
+            {", ".join(columns)}, history_date, history_change_reason, history_type,
+            history_user_id
+        )
+        SELECT {", ".join(f"r.{column}" for column in columns)}, %(now)s, {reason},
+               {history_type}, NULL
+        {source}
+        RETURNING history_type
+        """,
+        params,
+    )
+    return Counter(row[0] for row in cursor.fetchall())

@@ -1,0 +1,1 @@
+"""Post-loan inspections: plans, the officer's form, review and the task pages."""
