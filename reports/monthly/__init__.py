@@ -1,0 +1,1 @@
+"""The monthly post-loan management report: figures, versions, PDF and Excel files."""
