@@ -13,6 +13,13 @@ WORKDIR /app
 RUN groupadd --system --gid 10001 postloan \
     && useradd --system --uid 10001 --gid postloan --home-dir /app --shell /usr/sbin/nologin postloan
 
+# WeasyPrint (meeting minutes and monthly reports as PDF) needs Pango and
+# HarfBuzz from the system, and a font to draw text with.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 COPY . .
 
 # `pip install .` installs the dependencies declared in pyproject.toml. The

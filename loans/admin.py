@@ -9,6 +9,7 @@ use short choice lists.
 from __future__ import annotations
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -31,7 +32,24 @@ from .models import (
 )
 
 
-class LargeTableAdmin(SimpleHistoryAdmin):
+class AuditedHistoryAdmin(SimpleHistoryAdmin):
+    """SimpleHistoryAdmin whose history pages only show past versions.
+
+    simple-history's page of one past version is a change form that saves the
+    posted fields back to the record (a revert). SIMPLE_HISTORY_REVERT_DISABLED
+    only hides its button, so a POST to it is rejected here.
+    """
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        if request.method not in ("GET", "HEAD"):
+            raise PermissionDenied(_("History is read-only: a past version cannot be restored."))
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+    def has_change_history_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class LargeTableAdmin(AuditedHistoryAdmin):
     """History-tracked admin for tables too large to count on every change list page."""
 
     show_full_result_count = False
@@ -55,7 +73,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Branch)
-class BranchAdmin(SimpleHistoryAdmin):
+class BranchAdmin(AuditedHistoryAdmin):
     list_display = ("code", "name", "region")
     search_fields = ("code", "name")
     filter_horizontal = ("staff",)
@@ -146,7 +164,7 @@ class RepaymentAllocationAdmin(admin.ModelAdmin):
 
 
 @admin.register(WriteOff)
-class WriteOffAdmin(SimpleHistoryAdmin):
+class WriteOffAdmin(AuditedHistoryAdmin):
     list_display = ("loan", "written_off_on", "principal", "interest", "reason")
     list_select_related = ("loan",)
     search_fields = ("^loan__contract_number",)

@@ -8,7 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
-from simple_history.models import HistoricalRecords
+
+from .history import AuditedHistoricalRecords
 
 MONEY = {"max_digits": 18, "decimal_places": 2}
 ZERO = Decimal("0.00")
@@ -45,7 +46,7 @@ class Branch(models.Model):
     staff = models.ManyToManyField(
         settings.AUTH_USER_MODEL, related_name="branches", blank=True, verbose_name=_("staff")
     )
-    history = HistoricalRecords(m2m_fields=[staff])
+    history = AuditedHistoricalRecords(m2m_fields=[staff])
 
     class Meta:
         ordering = ["code"]
@@ -78,7 +79,7 @@ class Borrower(models.Model):
     branch = models.ForeignKey(
         Branch, on_delete=models.PROTECT, related_name="borrowers", verbose_name=_("home branch")
     )
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["legal_name"]
@@ -196,7 +197,7 @@ class Loan(models.Model):
         _("IFRS 9 stage"), choices=Ifrs9Stage.choices, default=Ifrs9Stage.STAGE_1
     )
     source = models.CharField(_("source"), max_length=20, blank=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["contract_number"]
@@ -238,7 +239,7 @@ class Instalment(models.Model):
     principal_paid = models.DecimalField(_("principal paid"), **MONEY, default=ZERO)
     interest_paid = models.DecimalField(_("interest paid"), **MONEY, default=ZERO)
     settled_on = models.DateField(_("settled on"), null=True, blank=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["loan", "number"]
@@ -309,7 +310,7 @@ class Repayment(models.Model):
         default=ZERO,
         help_text=_("Part of the amount left after every instalment was paid."),
     )
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["loan", "value_date", "id"]
@@ -362,7 +363,7 @@ class WriteOff(models.Model):
     principal = models.DecimalField(_("principal written off"), **MONEY)
     interest = models.DecimalField(_("interest written off"), **MONEY, default=ZERO)
     reason = models.CharField(_("reason"), max_length=255)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         verbose_name = _("write-off")
@@ -399,7 +400,7 @@ class Guarantor(models.Model):
         help_text=_("Set when the guarantor is also a borrower of the bank."),
     )
     net_worth = models.DecimalField(_("net worth"), **MONEY, null=True, blank=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["name"]
@@ -425,7 +426,7 @@ class Guarantee(models.Model):
     )
     valid_from = models.DateField(_("valid from"))
     valid_to = models.DateField(_("valid to"), null=True, blank=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         verbose_name = _("guarantee")
@@ -485,7 +486,7 @@ class Collateral(models.Model):
     )
     insurance_expires_on = models.DateField(_("insurance expires on"), null=True, blank=True)
     loans = models.ManyToManyField(Loan, through="CollateralPledge", related_name="collateral")
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         verbose_name = _("collateral")
@@ -517,7 +518,7 @@ class CollateralValuation(models.Model):
     value = models.DecimalField(_("value"), **MONEY)
     method = models.CharField(_("method"), max_length=100)
     valuer = models.CharField(_("valuer"), max_length=200)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["collateral", "-valued_on"]
@@ -551,7 +552,7 @@ class CollateralPledge(models.Model):
         default=Decimal("1"),
         help_text=_("Share of the collateral's value pledged to this loan, 1 for all of it."),
     )
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         verbose_name = _("collateral pledge")
@@ -661,7 +662,7 @@ class Document(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -723,7 +724,7 @@ class DocumentVersion(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     uploaded_at = models.DateTimeField(_("uploaded at"), auto_now_add=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["document", "-number"]

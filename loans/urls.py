@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_documents
 
 app_name = "loans"
 
@@ -10,4 +10,15 @@ urlpatterns = [
     path("<int:pk>/", views.loan_detail, name="loan_detail"),
     path("borrowers/", views.borrower_list, name="borrower_list"),
     path("borrowers/<int:pk>/", views.borrower_detail, name="borrower_detail"),
+    path(
+        "documents/upload/<str:kind>/<int:pk>/",
+        views_documents.document_upload,
+        name="document_upload",
+    ),
+    path("documents/<int:pk>/", views_documents.document_detail, name="document_detail"),
+    path(
+        "documents/versions/<int:pk>/download/",
+        views_documents.document_download,
+        name="document_download",
+    ),
 ]

@@ -12,6 +12,8 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 
+from monitoring.committee.selectors import loan_classification_timeline, may_propose
+from monitoring.inspections.selectors import loan_inspections
 from monitoring.selectors import get_business_date
 
 from .access import role_required
@@ -165,7 +167,17 @@ def loan_detail(request: HttpRequest, pk: int) -> HttpResponse:
     detail = get_loan_detail(request.user, pk, get_business_date())
     if detail is None:
         raise Http404(_("Loan not found."))
-    return render(request, "loans/loan_detail.html", {"detail": detail, "loan": detail.loan})
+    return render(
+        request,
+        "loans/loan_detail.html",
+        {
+            "detail": detail,
+            "loan": detail.loan,
+            "loan_inspections": loan_inspections(request.user, detail.loan),
+            "committee_timeline": loan_classification_timeline(detail.loan),
+            "may_propose": may_propose(request.user, detail.loan),
+        },
+    )
 
 
 @role_required

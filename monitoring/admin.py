@@ -7,9 +7,8 @@ import json
 from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
-from simple_history.admin import SimpleHistoryAdmin
 
-from loans.admin import ReadOnlyAdmin
+from loans.admin import AuditedHistoryAdmin, ReadOnlyAdmin
 
 from .models import (
     AgendaItem,
@@ -88,7 +87,7 @@ class JobRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(EarlyWarning)
-class EarlyWarningAdmin(SimpleHistoryAdmin):
+class EarlyWarningAdmin(AuditedHistoryAdmin):
     list_display = (
         "rule_code",
         "loan",
@@ -147,7 +146,7 @@ class WarningRuleForm(forms.ModelForm):
 
 
 @admin.register(WarningRule)
-class WarningRuleAdmin(SimpleHistoryAdmin):
+class WarningRuleAdmin(AuditedHistoryAdmin):
     """Severity, thresholds and the enabled flag of each rule; rules themselves live in code."""
 
     form = WarningRuleForm
@@ -168,7 +167,7 @@ class WarningRuleAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(SeverityDeadline)
-class SeverityDeadlineAdmin(SimpleHistoryAdmin):
+class SeverityDeadlineAdmin(AuditedHistoryAdmin):
     list_display = ("severity", "days")
 
 
@@ -181,7 +180,7 @@ class WarningActionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ExternalSignal)
-class ExternalSignalAdmin(SimpleHistoryAdmin):
+class ExternalSignalAdmin(AuditedHistoryAdmin):
     list_display = ("borrower", "kind", "observed_on", "ended_on", "recorded_by")
     list_filter = ("kind",)
     raw_id_fields = ("borrower", "recorded_by")
@@ -189,7 +188,7 @@ class ExternalSignalAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(WatchedIndustry)
-class WatchedIndustryAdmin(SimpleHistoryAdmin):
+class WatchedIndustryAdmin(AuditedHistoryAdmin):
     list_display = ("code_prefix", "reason", "active")
     list_filter = ("active",)
 
@@ -241,7 +240,7 @@ class FlaggedGuaranteeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(InspectionPolicy)
-class InspectionPolicyAdmin(SimpleHistoryAdmin):
+class InspectionPolicyAdmin(AuditedHistoryAdmin):
     """The one policy row; collateral revaluation intervals are COL_VALUATION_STALE's thresholds."""
 
     list_display = (
@@ -261,7 +260,7 @@ class InspectionPolicyAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(FirstInspectionTerm)
-class FirstInspectionTermAdmin(SimpleHistoryAdmin):
+class FirstInspectionTermAdmin(AuditedHistoryAdmin):
     list_display = ("product", "days")
 
 
@@ -321,7 +320,7 @@ class ClassificationProposalAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CommitteePolicy)
-class CommitteePolicyAdmin(SimpleHistoryAdmin):
+class CommitteePolicyAdmin(AuditedHistoryAdmin):
     list_display = ("quorum", "updated_at")
 
     def has_add_permission(self, request):
@@ -341,7 +340,7 @@ class ProposalVoteAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Restructuring)
-class RestructuringAdmin(SimpleHistoryAdmin):
+class RestructuringAdmin(AuditedHistoryAdmin):
     list_display = ("loan", "restructured_on", "class_before", "observation_ends_on")
     raw_id_fields = ("loan", "recorded_by")
 

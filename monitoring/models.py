@@ -6,8 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
-from simple_history.models import HistoricalRecords
 
+from loans.history import AuditedHistoricalRecords
 from loans.models import Loan, Product, RiskClass
 
 
@@ -118,7 +118,7 @@ class EarlyWarning(models.Model):
     created_by_run = models.ForeignKey(
         JobRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["-last_seen_on", "id"]
@@ -165,6 +165,18 @@ class EarlyWarning(models.Model):
                 condition=Q(status__in=["open", "acknowledged", "in_progress"]),
                 name="warning_queue_first_seen_idx",
             ),
+            # The dashboards: active warnings by family, severity and age, and
+            # an officer's or a branch manager's active warnings by loan.
+            models.Index(
+                fields=["family", "severity", "first_seen_on"],
+                condition=Q(status__in=["open", "acknowledged", "in_progress"]),
+                name="warning_active_family_idx",
+            ),
+            models.Index(
+                fields=["loan", "severity"],
+                condition=Q(status__in=["open", "acknowledged", "in_progress"]),
+                name="warning_active_loan_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -208,14 +220,23 @@ class ClassificationChange(models.Model):
         related_name="+",
         db_index=False,
     )
-    ratification_comment = models.TextField(_("ratification comment"), blank=True)
+    # A database default, so the close-of-day run's set-wise inserts need not name it.
+    ratification_comment = models.TextField(_("ratification comment"), blank=True, db_default="")
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         ordering = ["loan", "-as_of", "-id"]
         verbose_name = _("classification change")
         verbose_name_plural = _("classification changes")
-        indexes = [models.Index(fields=["loan", "as_of"])]
+        indexes = [
+            models.Index(fields=["loan", "as_of"]),
+            # The committee's ratification list and its count.
+            models.Index(
+                fields=["as_of"],
+                condition=Q(source="floor", ratified=False),
+                name="change_unratified_floor_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.loan_id} {self.previous_class}->{self.new_class} {self.as_of}"
@@ -231,7 +252,7 @@ class WarningRule(models.Model):
     enabled = models.BooleanField(_("enabled"), default=True)
     thresholds = models.JSONField(_("thresholds"), default=dict, blank=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["family", "code"]
@@ -247,7 +268,7 @@ class SeverityDeadline(models.Model):
 
     severity = models.CharField(_("severity"), max_length=10, choices=Severity.choices, unique=True)
     days = models.PositiveSmallIntegerField(_("days to resolve"))
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["days"]
@@ -341,7 +362,7 @@ class ExternalSignal(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     recorded_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["-observed_on"]
@@ -364,7 +385,7 @@ class WatchedIndustry(models.Model):
     code_prefix = models.CharField(_("industry code prefix"), max_length=10, unique=True)
     reason = models.CharField(_("reason"), max_length=255)
     active = models.BooleanField(_("active"), default=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["code_prefix"]
@@ -578,7 +599,7 @@ class InspectionPolicy(models.Model):
         ),
     )
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         verbose_name = _("inspection policy")
@@ -598,7 +619,7 @@ class FirstInspectionTerm(models.Model):
 
     product = models.CharField(_("product"), max_length=20, choices=Product.choices, unique=True)
     days = models.PositiveSmallIntegerField(_("days to the first inspection"))
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["product"]
@@ -639,7 +660,7 @@ class PostLoanPlan(models.Model):
     )
     next_statement_due = models.DateField(_("next financial statements due"))
     updated_on = models.DateField(_("updated on"))
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         verbose_name = _("post-loan plan")
@@ -736,7 +757,7 @@ class Inspection(models.Model):
     )
     review_comment = models.TextField(_("review comment"), blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["due_date", "id"]
@@ -763,6 +784,13 @@ class Inspection(models.Model):
             ),
             # Branch compliance: inspections of a branch by due date.
             models.Index(fields=["branch", "due_date"], name="inspection_branch_due_idx"),
+            # The foreign-key check when a warning is deleted looks inspections up
+            # by their trigger; without it each deleted warning scans the table.
+            models.Index(
+                fields=["trigger_warning"],
+                condition=Q(trigger_warning__isnull=False),
+                name="inspection_trigger_warning_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -801,7 +829,7 @@ class InspectionCheck(models.Model):
     item = models.CharField(_("item"), max_length=30, choices=ChecklistItem.choices)
     answer = models.CharField(_("answer"), max_length=3, choices=ChecklistAnswer.choices)
     comment = models.TextField(_("comment"), blank=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["inspection", "id"]
@@ -882,7 +910,7 @@ class ClassificationProposal(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
     decision_comment = models.TextField(_("decision"), blank=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -913,7 +941,7 @@ class CommitteePolicy(models.Model):
         help_text=_("Votes of one kind (approve or reject) that decide a proposal."),
     )
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         verbose_name = _("committee policy")
@@ -946,7 +974,7 @@ class ProposalVote(models.Model):
     decision = models.CharField(_("decision"), max_length=10, choices=VoteDecision.choices)
     comment = models.TextField(_("comment"))
     cast_at = models.DateTimeField(_("cast at"), auto_now_add=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["proposal", "cast_at", "id"]
@@ -978,7 +1006,7 @@ class Restructuring(models.Model):
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["loan", "-restructured_on", "-id"]
@@ -1019,7 +1047,7 @@ class ReviewMeeting(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    history = HistoricalRecords(m2m_fields=[attendees])
+    history = AuditedHistoricalRecords(m2m_fields=[attendees])
 
     class Meta:
         ordering = ["-held_on", "-id"]
@@ -1070,7 +1098,7 @@ class AgendaItem(models.Model):
         _("decision"), max_length=10, choices=ItemDecision.choices, blank=True, default=""
     )
     notes = models.TextField(_("notes"), blank=True)
-    history = HistoricalRecords()
+    history = AuditedHistoricalRecords()
 
     class Meta:
         ordering = ["meeting", "position", "id"]

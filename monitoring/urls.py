@@ -1,6 +1,9 @@
 from django.urls import path
 
 from . import views, views_network, views_signals, views_warnings
+from .committee import urls as committee_urls
+from .inspections import views as views_inspections
+from .meetings import urls as meeting_urls
 
 app_name = "monitoring"
 
@@ -28,4 +31,25 @@ urlpatterns = [
     path("borrowers/<int:pk>/signals/", views_signals.borrower_signals, name="borrower_signals"),
     path("borrowers/<int:pk>/signals/new/", views_signals.signal_create, name="signal_create"),
     path("borrowers/<int:pk>/network/", views_network.borrower_network, name="borrower_network"),
+    path("tasks/", views_inspections.my_tasks, name="my_tasks"),
+    path(
+        "inspections/compliance/",
+        views_inspections.inspection_compliance,
+        name="inspection_compliance",
+    ),
+    path("inspections/<int:pk>/", views_inspections.inspection_detail, name="inspection_detail"),
+    path(
+        "inspections/<int:pk>/review/",
+        views_inspections.inspection_review,
+        name="inspection_review",
+    ),
+    path(
+        "loans/<int:pk>/inspections/new/",
+        views_inspections.inspection_start,
+        name="inspection_start",
+    ),
 ]
+
+# The committee and meeting pages keep their routes in their own packages,
+# under this app's namespace.
+urlpatterns += committee_urls.urlpatterns + meeting_urls.urlpatterns

@@ -14,26 +14,41 @@ class LoanMonthSnapshot(models.Model):
     """A loan's class, stage, balance and arrears at a month end, written by close-of-day.
 
     Reports read these rows, so a past month's figures never depend on
-    reconstructing history from later data.
+    reconstructing history from later data. The references have no database
+    constraints: the rows are copies written set-wise for the whole book, and
+    checking five foreign keys per row at commit cost more than the insert.
     """
 
     month_end = models.DateField(_("month end"))
     loan = models.ForeignKey(
-        "loans.Loan", on_delete=models.CASCADE, related_name="+", db_index=False
+        "loans.Loan",
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     branch = models.ForeignKey(
-        "loans.Branch", on_delete=models.PROTECT, related_name="+", db_index=False
+        "loans.Branch",
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     borrower = models.ForeignKey(
-        "loans.Borrower", on_delete=models.PROTECT, related_name="+", db_index=False
+        "loans.Borrower",
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     officer = models.ForeignKey(
         settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
+        on_delete=models.DO_NOTHING,
         null=True,
         blank=True,
         related_name="+",
         db_index=False,
+        db_constraint=False,
     )
     product = models.CharField(_("product"), max_length=20)
     currency = models.CharField(_("currency"), max_length=3)
@@ -49,7 +64,12 @@ class LoanMonthSnapshot(models.Model):
     specific_provision = models.DecimalField(_("specific provision"), **MONEY, default=ZERO)
     general_provision = models.DecimalField(_("general provision"), **MONEY, default=ZERO)
     created_by_run = models.ForeignKey(
-        "monitoring.JobRun", on_delete=models.SET_NULL, null=True, related_name="+", db_index=False
+        "monitoring.JobRun",
+        on_delete=models.DO_NOTHING,
+        null=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
 
     class Meta:
@@ -132,3 +152,87 @@ class MonthlyReport(models.Model):
     def __str__(self) -> str:
         scope = self.branch_id or "bank"
         return f"{self.month:%Y-%m} {scope} v{self.version}"
+
+
+class PortfolioSummary(models.Model):
+    """Open loans of one date, grouped as the dashboards read them.
+
+    One row per branch, officer, risk class, IFRS 9 stage, DPD bucket,
+    industry sector and product. Written by the close-of-day run
+    (reports.summary), so that dashboards add up a few thousand rows
+    instead of every open position. A date's rows are rebuilt whole, and
+    the latest date and the month ends are kept.
+    """
+
+    as_of = models.DateField(_("as of"))
+    branch = models.ForeignKey(
+        "loans.Branch", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    # Derived rows, rebuilt by every run, must not stop a user from being
+    # deleted, so the officer is not a database foreign key. The next run's
+    # rows no longer name a deleted officer.
+    officer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    risk_class = models.PositiveSmallIntegerField(_("risk class"), choices=RiskClass.choices)
+    ifrs9_stage = models.PositiveSmallIntegerField(_("IFRS 9 stage"), choices=Ifrs9Stage.choices)
+    dpd_bucket = models.CharField(_("DPD bucket"), max_length=10)
+    industry = models.CharField(
+        _("industry"),
+        max_length=2,
+        blank=True,
+        help_text=_("First two digits of the borrower's industry code (the NAICS sector)."),
+    )
+    product = models.CharField(_("product"), max_length=20)
+    loans = models.PositiveIntegerField(_("loans"))
+    balance = models.DecimalField(_("outstanding principal"), **MONEY)
+    overdue_principal = models.DecimalField(_("overdue principal"), **MONEY)
+    overdue_interest = models.DecimalField(_("overdue interest"), **MONEY)
+    specific_provision = models.DecimalField(_("specific provision"), **MONEY)
+    general_provision = models.DecimalField(_("general provision"), **MONEY)
+
+    class Meta:
+        verbose_name = _("portfolio summary row")
+        verbose_name_plural = _("portfolio summary rows")
+        # Two partial unique indexes, because a NULL officer never equals
+        # another in a plain unique index on PostgreSQL or SQLite.
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "as_of",
+                    "branch",
+                    "officer",
+                    "risk_class",
+                    "ifrs9_stage",
+                    "dpd_bucket",
+                    "industry",
+                    "product",
+                ],
+                condition=Q(officer__isnull=False),
+                name="summary_group_once",
+            ),
+            models.UniqueConstraint(
+                fields=[
+                    "as_of",
+                    "branch",
+                    "risk_class",
+                    "ifrs9_stage",
+                    "dpd_bucket",
+                    "industry",
+                    "product",
+                ],
+                condition=Q(officer__isnull=True),
+                name="summary_group_once_no_officer",
+            ),
+        ]
+        # A date's rows for the whole book, a branch or one officer.
+        indexes = [models.Index(fields=["as_of", "officer"], name="summary_date_officer_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.as_of} branch {self.branch_id} officer {self.officer_id}"

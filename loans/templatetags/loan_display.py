@@ -69,6 +69,9 @@ REASON_LABELS = {
     "restructured": _("Restructured"),
     "debtor_contagion": _("Debtor contagion"),
     "ifrs9_stage": _("IFRS 9 stage change"),
+    "restructured_observation": _("Restructuring observation period"),
+    "restructured_again": _("Restructured again during observation"),
+    "committee": _("Committee decision"),
 }
 
 

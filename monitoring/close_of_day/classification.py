@@ -10,7 +10,8 @@ table. The class changes, the loan updates, the loan history rows and the
 provision updates are then set-wise statements over that table. Floors only
 move a class down (to a worse class); moving up needs the committee. The
 positions step has already written provisions for the class each loan's own
-floors give, so only the positions that debtor contagion moves are rewritten.
+floors give, so only the positions that debtor contagion and the
+restructuring floors move are rewritten.
 """
 
 from __future__ import annotations
@@ -195,14 +196,53 @@ def contagious_loans(as_of: date) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+def restructuring_floors_query() -> str:
+    """Return the restructuring floor and its reason code of each loan of the chunk that has one.
+
+    A restructuring's observation period runs until the day before
+    `observation_ends_on`. While it runs, a loan that was non-performing
+    before the restructuring stays at least substandard and any other loan
+    is at least special mention. A loan restructured again before an
+    earlier restructuring's period ended is at least substandard until the
+    new period ends. Restructurings dated after the as-of date do not count.
+    Takes the named parameters `as_of`, `low` and `high`.
+    """
+    d = as_of_param()
+    substandard = int(RiskClass.SUBSTANDARD)
+    again = """EXISTS (
+        SELECT 1 FROM monitoring_restructuring e
+        WHERE e.loan_id = r.loan_id AND e.restructured_on < r.restructured_on
+          AND r.restructured_on < e.observation_ends_on
+    )"""
+    return f"""
+        SELECT x.loan_id, MAX(x.floor) AS restructuring_floor,
+               CASE WHEN MAX(x.again) = 1 THEN 'restructured_again'
+                    ELSE 'restructured_observation' END AS restructuring_reason
+        FROM (
+            SELECT r.loan_id,
+                   CASE WHEN r.class_before >= {substandard} OR {again} THEN {substandard}
+                        ELSE {int(RiskClass.SPECIAL_MENTION)} END AS floor,
+                   CASE WHEN {again} THEN 1 ELSE 0 END AS again
+            FROM monitoring_restructuring r
+            WHERE r.loan_id BETWEEN %(low)s AND %(high)s
+              AND r.restructured_on <= {d} AND {d} < r.observation_ends_on
+        ) x
+        GROUP BY x.loan_id
+    """
+
+
 def _decision_select(policy: ClassificationPolicy) -> str:
     """Return each loan of the chunk with its new class, stage and provisions.
 
-    The parameter `contagious` contains the chunk's loans of contagious borrowers.
+    The parameter `contagious` contains the chunk's loans of contagious
+    borrowers. The restructuring floors are not counted in debtor contagion
+    on the day they first apply, only from the next run, once they have set
+    the loan's class.
     """
     d = as_of_param()
     own_floor, own_reason = _own_floor_case(policy)
     contagious = in_parameter("l.id", "contagious")
+    floors = ("f.risk_class", "f.own_floor", "f.restructuring_floor", "f.contagion_floor")
     decision = f"""
         WITH f AS (
             SELECT l.id AS loan_id, l.risk_class, l.ifrs9_stage, l.status,
@@ -210,16 +250,22 @@ def _decision_select(policy: ClassificationPolicy) -> str:
                    p.last_default_trigger_on, p.specific_provision, p.general_provision,
                    {own_floor} AS own_floor, {own_reason} AS own_reason,
                    CASE WHEN p.is_open AND {contagious} THEN {int(RiskClass.SUBSTANDARD)}
-                        ELSE 1 END AS contagion_floor
+                        ELSE 1 END AS contagion_floor,
+                   CASE WHEN p.is_open THEN COALESCE(rf.restructuring_floor, 1)
+                        ELSE 1 END AS restructuring_floor,
+                   rf.restructuring_reason
             FROM loans_loan l
             JOIN loans_loanposition p ON p.loan_id = l.id AND p.as_of = {d}
+            LEFT JOIN ({restructuring_floors_query()}) rf ON rf.loan_id = l.id
             WHERE l.id BETWEEN %(low)s AND %(high)s AND p.loan_id BETWEEN %(low)s AND %(high)s
         )
         SELECT f.loan_id, f.risk_class AS previous_class, f.ifrs9_stage AS previous_stage,
                f.status, f.is_open, f.days_past_due, f.outstanding_principal,
                f.last_default_trigger_on, f.specific_provision, f.general_provision,
-               {greatest("f.risk_class", "f.own_floor", "f.contagion_floor")} AS new_class,
-               CASE WHEN f.own_floor >= f.contagion_floor THEN f.own_reason
+               {greatest(*floors)} AS new_class,
+               CASE WHEN f.own_floor >= f.restructuring_floor AND f.own_floor >= f.contagion_floor
+                        THEN f.own_reason
+                    WHEN f.restructuring_floor >= f.contagion_floor THEN f.restructuring_reason
                     ELSE 'debtor_contagion' END AS reason_code
         FROM f
     """
@@ -295,13 +341,13 @@ def _record_changes(cursor, table: str, params: dict) -> dict[str, int]:
         f"""
         INSERT INTO monitoring_classificationchange (
             loan_id, as_of, previous_class, new_class, previous_stage, new_stage,
-            reason_code, reason, source, job_run_id, ratified, created_at
+            reason_code, reason, source, job_run_id, ratified, ratification_comment, created_at
         )
         SELECT t.loan_id, {as_of_param()}, t.previous_class, t.new_class,
                t.previous_stage, t.new_stage,
                CASE WHEN t.new_class <> t.previous_class THEN t.reason_code ELSE 'ifrs9_stage' END,
                'Days past due ' || t.days_past_due,
-               'floor', %(run_id)s, FALSE, %(now)s
+               'floor', %(run_id)s, FALSE, '', %(now)s
         FROM {table} t WHERE {changed}
         """,
         params,

@@ -30,13 +30,17 @@ from django.db.models import Count, F, Max, Min, Sum
 from django.utils import timezone
 
 from loans.models import Loan, LoanPosition
+from reports.snapshots import is_month_end, write_month_end_snapshots
+from reports.summary import refresh_portfolio_summary
 
 from ..models import EarlyWarning, JobRun, JobStatus, WarningStatus
 from ..services import set_missing_deadlines
 from ..sql import analyze, tune_chunk_transaction
 from .classification import classify_chunk, contagious_loans
+from .inspections import refresh_plans_and_inspections, schedule_special_inspections
 from .network import refresh_guarantee_network
 from .positions import refresh_positions
+from .proposals import propose_chunk
 from .warnings import evaluate_rules
 
 logger = logging.getLogger(__name__)
@@ -145,9 +149,13 @@ def prepare_classification(
 def run_classify_chunk(
     run_id: int, as_of: date, low: int, high: int, contagious: list[int] | None = None
 ) -> ChunkResult:
-    """Classify one chunk; `contagious` is its share of `prepare_classification`'s result.
+    """Classify one chunk, then refresh its plans and inspections and run the phase-2 rules.
 
-    Without it, the chunk runs the whole-book contagion query itself.
+    `contagious` is the chunk's share of `prepare_classification`'s result;
+    without it, the chunk runs the whole-book contagion query itself. The
+    plans follow the classes just set, the inspection rules see the
+    inspections just created and marked overdue, and the special
+    inspections follow the red warnings of both phases.
     """
     if contagious is None:
         every_loan = contagious_loans(as_of)
@@ -159,11 +167,47 @@ def run_classify_chunk(
         counts = classify_chunk(as_of, low, high, run_id, contagious)
         classify_seconds = time.perf_counter() - step_started
         step_started = time.perf_counter()
+        counts.update(refresh_plans_and_inspections(as_of, low, high, run_id))
+        inspections_seconds = time.perf_counter() - step_started
+        step_started = time.perf_counter()
         counts.update(evaluate_rules(as_of, low, high, run_id, phase=2))
         rules_seconds = time.perf_counter() - step_started
+        step_started = time.perf_counter()
+        counts.update(schedule_special_inspections(as_of, low, high, run_id))
+        inspections_seconds += time.perf_counter() - step_started
+        step_started = time.perf_counter()
+        counts.update(propose_chunk(as_of, low, high, run_id))
+        proposals_seconds = time.perf_counter() - step_started
+        step_started = time.perf_counter()
+        if is_month_end(as_of):
+            counts["month_end_snapshots"] = write_month_end_snapshots(as_of, low, high, run_id)
+        snapshot_seconds = time.perf_counter() - step_started
         _count_chunk_done(run_id)
-    seconds = {"classify": classify_seconds, "evaluate_phase_2_rules": rules_seconds}
+    _log_inspection_counts(run_id, low, high, counts)
+    seconds = {
+        "classify": classify_seconds,
+        "inspections": inspections_seconds,
+        "evaluate_phase_2_rules": rules_seconds,
+        "proposals": proposals_seconds,
+        "month_end_snapshots": snapshot_seconds,
+    }
     return _chunk_result(run_id, "classify", low, high, counts, seconds, started_at)
+
+
+def _log_inspection_counts(run_id: int, low: int, high: int, counts: dict[str, int]) -> None:
+    logger.info(
+        "close_of_day run=%d inspections chunk=%d-%d plans_created=%d plans_changed=%d "
+        "first=%d routine=%d special=%d overdue=%d",
+        run_id,
+        low,
+        high,
+        counts["plans_created"],
+        counts["plans_changed"],
+        counts["inspections_created_first"],
+        counts["inspections_created_routine"],
+        counts["special_inspections"],
+        counts["inspections_overdue"],
+    )
 
 
 def _tune_transaction() -> None:
@@ -216,6 +260,9 @@ def finish_run(run_id: int, chunk_results: list[ChunkResult]) -> JobRun:
     summary = portfolio_summary(run.as_of)
     timings = _sum_timings(chunk_results)
     timings["steps"]["portfolio_summary"] = round(time.perf_counter() - summary_started, 3)
+    step_started = time.perf_counter()
+    totals["portfolio_summary_rows"] = refresh_portfolio_summary(run.as_of, run.pk)
+    timings["steps"]["refresh_portfolio_summary"] = round(time.perf_counter() - step_started, 3)
     run.counts = {"steps": dict(sorted(totals.items())), "summary": summary, "timings": timings}
     run.status = JobStatus.COMPLETED
     run.finished_at = timezone.now()

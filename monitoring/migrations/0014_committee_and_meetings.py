@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="classificationchange",
             name="ratification_comment",
-            field=models.TextField(blank=True, verbose_name="ratification comment"),
+            field=models.TextField(blank=True, db_default="", verbose_name="ratification comment"),
         ),
         migrations.AddField(
             model_name="classificationchange",

@@ -70,6 +70,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "monitoring.context_processors.business_date",
+                "postloan.navigation.navigation",
             ],
         },
     },
@@ -96,6 +97,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# History is an audit record: the admin's history pages hide simple-history's
+# revert button (setting read by django-simple-history 3.13), and the admin
+# classes in loans/admin.py also reject a posted revert.
+SIMPLE_HISTORY_REVERT_DISABLED = True
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "reports:portfolio"
 LOGOUT_REDIRECT_URL = "login"
@@ -115,6 +122,10 @@ STORAGES = {
 }
 MEDIA_URL = "media/"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+# Largest document upload accepted, in bytes. Django reads the whole request
+# before this check, spooling files above FILE_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by
+# default) to a temporary file, so cap the request body at the web server too.
+POSTLOAN_MAX_UPLOAD_BYTES = env.int("POSTLOAN_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
@@ -143,6 +154,8 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery
 # transaction, a few statements) is small, small enough that one chunk's
 # working set of instalments stays in memory and several workers share a run.
 POSTLOAN_CLOSE_OF_DAY_CHUNK_SIZE = env.int("POSTLOAN_CLOSE_OF_DAY_CHUNK_SIZE", default=25_000)
+# The bank's name on printed documents (meeting minutes, monthly reports); empty prints "Postloan".
+POSTLOAN_BANK_NAME = env.str("POSTLOAN_BANK_NAME", default="")
 
 LOGGING = {
     "version": 1,
