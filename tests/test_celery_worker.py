@@ -37,7 +37,15 @@ from loans import services
 from loans.models import Loan, LoanPosition, LoanStatus
 from loans.schedules import add_months
 from monitoring.close_of_day import run as cod
-from monitoring.models import ClassificationChange, EarlyWarning, JobRun, JobStatus
+from monitoring.models import (
+    ClassificationChange,
+    ClassificationProposal,
+    EarlyWarning,
+    Inspection,
+    JobRun,
+    JobStatus,
+    PostLoanPlan,
+)
 from monitoring.tasks import dispatch_close_of_day
 from postloan.celery import app
 
@@ -313,6 +321,9 @@ def _loan_classes() -> dict[int, tuple[int, int]]:
 def _reset_derived_state(starting_classes: dict[int, tuple[int, int]]) -> None:
     """Delete what a close-of-day run writes and put the loans back in their classes."""
     LoanPosition.objects.all().delete()
+    ClassificationProposal.objects.all().delete()
+    Inspection.objects.all().delete()
+    PostLoanPlan.objects.all().delete()
     EarlyWarning.objects.all().delete()
     ClassificationChange.objects.all().delete()
     by_class: dict[tuple[int, int], list[int]] = {}
@@ -338,6 +349,11 @@ def _derived_state() -> dict[str, list]:
         ),
         "changes": list(
             ClassificationChange.objects.order_by(*CHANGE_FIELDS).values(*CHANGE_FIELDS)
+        ),
+        "inspections": list(
+            Inspection.objects.order_by("loan__contract_number", "kind", "due_date").values_list(
+                "loan__contract_number", "kind", "due_date", "status", "overdue_since"
+            )
         ),
     }
 
@@ -368,8 +384,8 @@ def _wait_for_run(run_id: int, worker: WorkerProcess) -> JobRun:
 
 
 def _chunk_log_lines(log: str, run_id: int) -> Counter[str]:
-    """Count the chunk log lines of one run per id range, which has one line per phase."""
-    return Counter(re.findall(rf"\brun={run_id}\b.*?\bchunk=(\d+-\d+)", log))
+    """Count the "chunk done" log lines of one run per id range, one line per phase."""
+    return Counter(re.findall(rf"\brun={run_id}\b.*?\bchunk=(\d+-\d+) done\b", log))
 
 
 def _test_database_url() -> str:

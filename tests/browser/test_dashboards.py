@@ -147,8 +147,9 @@ def test_several_roles_switch_tabs(page: Page, log_in, screenshot, book, branch_
     )
     _open_dashboard(page, log_in, "both")
 
-    page.get_by_role("link", name="Committee").click()
+    tabs = page.get_by_role("navigation", name="Dashboards of your roles")
+    tabs.get_by_role("link", name="Committee").click()
 
-    expect(page.get_by_role("link", name="Committee")).to_have_attribute("aria-current", "page")
+    expect(tabs.get_by_role("link", name="Committee")).to_have_attribute("aria-current", "page")
     expect(page.get_by_role("heading", name="Floor changes awaiting ratification")).to_be_visible()
     screenshot("dashboard-two-roles")
