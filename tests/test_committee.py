@@ -864,3 +864,31 @@ def test_proposal_page_queries(
     assert response.status_code == 200
     assert 'id="dpd-history"' in content
     assert "The conditions for leaving non-performing hold" in content
+
+
+# ---- Audit trail -------------------------------------------------------------
+
+
+def test_decision_in_audit_trail(cured_loan, officer, members):
+    from reports.audit import AuditFilters, audit_page, audited_models
+
+    proposal = _proposal(cured_loan, officer, RiskClass.SPECIAL_MENTION)
+    _vote(proposal, members[0])
+    _vote(proposal, members[1])
+    models = audited_models()
+
+    proposal_page = audit_page(
+        AuditFilters(model=models["monitoring.classificationproposal"], record_id=proposal.pk)
+    )
+    loan_page = audit_page(AuditFilters(model=models["loans.loan"], record_id=cured_loan.pk))
+
+    decided, created = proposal_page.entries
+    assert (created.change_type, created.username) == ("+", officer.username)
+    assert (decided.change_type, decided.username) == ("~", members[1].username)
+    assert decided.history_date >= created.history_date
+    status = {change.name: (change.old, change.new) for change in decided.changes}["status"]
+    assert status == ("Pending", "Approved")
+    class_change = loan_page.entries[0]
+    assert class_change.username == members[1].username
+    changes = {change.name: (change.old, change.new) for change in class_change.changes}
+    assert changes["risk_class"] == ("Substandard", "Special mention")
