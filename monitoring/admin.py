@@ -332,7 +332,7 @@ class CommitteePolicyAdmin(AuditedHistoryAdmin):
 
 @admin.register(ProposalVote)
 class ProposalVoteAdmin(ReadOnlyAdmin):
-    """Votes are cast in the committee inbox; nobody changes a vote afterwards."""
+    """Votes are cast in the committee inbox and cannot be changed afterwards."""
 
     list_display = ("proposal", "member", "decision", "cast_at")
     list_filter = ("decision",)

@@ -560,10 +560,10 @@ class FlaggedGuarantee(models.Model):
 class InspectionPolicy(models.Model):
     """The bank's inspection policy; one row, edited by administrators.
 
-    Days to the first inspection are per product (`FirstInspectionTerm`);
-    collateral revaluation intervals are the thresholds of the
-    COL_VALUATION_STALE warning rule, so the plan and the warning never
-    disagree.
+    Days to the first inspection are per product (`FirstInspectionTerm`).
+    Collateral revaluation intervals are the thresholds of the
+    COL_VALUATION_STALE warning rule, so the plan and the warning use one
+    setting.
     """
 
     normal_months = models.PositiveSmallIntegerField(

@@ -157,7 +157,7 @@ def binary_text(expression: str) -> str:
     """Return `expression` compared by code point, whatever the database's collation."""
     if is_postgresql():
         return f'({expression} COLLATE "C")'
-    return expression  # SQLite compares text by its bytes unless told otherwise.
+    return expression  # SQLite's default BINARY collation compares text byte by byte.
 
 
 def max_character() -> str:

@@ -351,7 +351,7 @@ def test_escalation_notifies_risk_and_branch_managers(
             "recipient__username", flat=True
         )
     )
-    # Branch managers are the branch heads; officers and committee members are not told.
+    # Branch managers are the branch heads; officers and committee members are not notified.
     assert recipients == {"risk", "manager"}
     assert south_recipients == {"risk", "south-manager"}
 

@@ -120,7 +120,7 @@ def _starts_with(column: str, prefix: str) -> str:
     underscore or percent sign typed into a prefix is not a wildcard. The
     range before it lets PostgreSQL read the matching codes from the index
     `borrower_industry_code_idx` (collation "C", see loans migration 0008);
-    the range holds every code that starts with the prefix, because no
+    the range contains every code that starts with the prefix, because no
     character sorts after the largest code point.
     """
     code = binary_text(column)
