@@ -125,15 +125,20 @@ class EarlyWarning(models.Model):
         verbose_name = _("early warning")
         verbose_name_plural = _("early warnings")
         constraints = [
+            # The severity rides along so that the dashboards count a loan's
+            # active warnings by severity from this index alone.
             models.UniqueConstraint(
                 fields=["loan", "rule_code"],
                 condition=Q(status__in=["open", "acknowledged", "in_progress"]),
+                include=["severity"],
                 name="warning_one_active_per_loan_and_rule",
             ),
         ]
         # Every index here costs the close-of-day run a write for each warning
         # it opens, so each one serves a page. The severity counts of the queue
         # read the branch index, whose entries are exactly the active warnings.
+        # It also carries the family and first-seen date, so the dashboards
+        # count all active warnings by family, severity and age from it.
         indexes = [
             models.Index(
                 fields=["assigned_to"],
@@ -142,8 +147,9 @@ class EarlyWarning(models.Model):
             ),
             models.Index(
                 fields=["branch", "severity"],
+                include=["family", "first_seen_on"],
                 condition=Q(status__in=["open", "acknowledged", "in_progress"]),
-                name="warning_active_branch_idx",
+                name="warning_active_branch_cover",
             ),
             # The warning queue's first page in its two sort orders, read from
             # the index (migration 0007 explains the severity rank).
@@ -164,18 +170,6 @@ class EarlyWarning(models.Model):
                 fields=["first_seen_on", "id"],
                 condition=Q(status__in=["open", "acknowledged", "in_progress"]),
                 name="warning_queue_first_seen_idx",
-            ),
-            # The dashboards: active warnings by family, severity and age, and
-            # an officer's or a branch manager's active warnings by loan.
-            models.Index(
-                fields=["family", "severity", "first_seen_on"],
-                condition=Q(status__in=["open", "acknowledged", "in_progress"]),
-                name="warning_active_family_idx",
-            ),
-            models.Index(
-                fields=["loan", "severity"],
-                condition=Q(status__in=["open", "acknowledged", "in_progress"]),
-                name="warning_active_loan_idx",
             ),
         ]
 
@@ -782,8 +776,13 @@ class Inspection(models.Model):
                 condition=Q(status__in=["scheduled", "draft", "returned"]),
                 name="inspection_pending_officer_idx",
             ),
-            # Branch compliance: inspections of a branch by due date.
-            models.Index(fields=["branch", "due_date"], name="inspection_branch_due_idx"),
+            # Branch compliance: inspections of a branch by due date, with what
+            # the counts per officer read, so they come from the index alone.
+            models.Index(
+                fields=["branch", "due_date"],
+                include=["officer", "status", "inspected_on"],
+                name="inspection_branch_cover_idx",
+            ),
             # The foreign-key check when a warning is deleted looks inspections up
             # by their trigger; without it each deleted warning scans the table.
             models.Index(

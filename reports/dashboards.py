@@ -536,7 +536,8 @@ def active_warnings(branch_ids: list[int] | None = None, officer: User | None = 
     """Return the active warnings of the branches, or of the officer's loans in them.
 
     An officer's warnings are found from the officer's loans through the
-    partial index on loan and severity (monitoring migration 0016). Filtered
+    unique index of active warnings on loan and rule, which carries the
+    severity (monitoring migration 0019). Filtered
     on the warning's branch instead, PostgreSQL read every active warning of
     the branch: 730 ms for 100,000 of them (benchmarks/dashboards.py, 2
     cores at a load average of 8).
@@ -582,9 +583,9 @@ def _age_conditions(as_of: date) -> dict[str, Q]:
 def warning_matrix(as_of: date) -> WarningMatrix:
     """Count the active warnings by family, severity and age band in one grouped query.
 
-    The partial index on family, severity and first-seen date of active
-    warnings (monitoring migration 0016) lets PostgreSQL count from the
-    index alone, in its order, with one filtered count per age band.
+    The partial index of active warnings on branch and severity carries the
+    family and first-seen date (monitoring migration 0019), so PostgreSQL
+    counts from that index alone, with one filtered count per age band.
     """
     conditions = _age_conditions(as_of)
     grouped = (
@@ -622,8 +623,8 @@ def warnings_by_officer(branch_ids: list[int]) -> list[OfficerWarnings]:
     """Count the branches' active warnings by their loan's officer and severity, in one query.
 
     The loans of the branches lead, each joined to its active warnings in
-    the partial index on loan and severity, because a warning does not
-    carry its loan's officer.
+    the unique index on loan and rule, which carries the severity, because
+    a warning does not carry its loan's officer.
     """
     grouped = (
         EarlyWarning.objects.filter(ACTIVE, loan__branch_id__in=branch_ids)

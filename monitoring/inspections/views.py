@@ -317,14 +317,13 @@ def inspection_compliance(request: HttpRequest) -> HttpResponse:
             date_to=form.cleaned_data["date_to"],
             as_of=as_of,
         )
-        page = Paginator(selectors.compliance_by_officer(period), PAGE_SIZE).get_page(
-            request.GET.get("page")
-        )
+        all_rows = selectors.compliance_by_officer(period)
+        page = Paginator(all_rows, PAGE_SIZE).get_page(request.GET.get("page"))
         rows = selectors.add_compliance_rates(list(page.object_list))
         for row in rows:
             row["officer_name"] = _officer_name(row)
         page.object_list = rows
-        totals = selectors.compliance_totals(period)
+        totals = selectors.compliance_totals(all_rows)
         totals["rate"] = selectors.compliance_rate(
             totals["on_time"], totals["late"], totals["missed"]
         )
