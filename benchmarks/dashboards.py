@@ -164,7 +164,7 @@ def assign_officers(loans: int, loans_per_officer: int) -> int:
     from django.contrib.auth.models import Group
     from django.db import connection
 
-    from benchmarks.loan_book import BRANCHES
+    from benchmarks.loan_book import BRANCHES, COPY_OFFICERS_TO_WARNINGS
     from loans.access import CREDIT_OFFICER
     from loans.models import Branch
 
@@ -188,6 +188,7 @@ def assign_officers(loans: int, loans_per_officer: int) -> int:
         cursor.executemany("INSERT INTO bench_officer VALUES (%s, %s, %s)", pairs)
         cursor.execute(ASSIGN_OFFICERS, {"per_branch": per_branch})
         cursor.execute("DROP TABLE bench_officer")
+        cursor.execute(COPY_OFFICERS_TO_WARNINGS)
         cursor.execute("VACUUM ANALYZE loans_loan")
     return len(pairs)
 

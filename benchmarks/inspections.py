@@ -100,6 +100,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--requests", type=int, default=50, help="Timed requests of each page (50)."
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="Processes that run the step's chunks, as the pool processes of the run's "
+        "Celery workers (1).",
+    )
     parser.add_argument("--skip-step", action="store_true", help="Do not time the step.")
     parser.add_argument("--skip-pages", action="store_true", help="Do not time the pages.")
     parser.add_argument(
@@ -175,6 +182,7 @@ def prepare_officers(count: int, report: dict) -> None:
     from django.contrib.auth.models import Group
     from django.db import connection, transaction
 
+    from benchmarks import loan_book
     from loans.access import BRANCH_MANAGER, CREDIT_OFFICER
     from loans.models import Branch
 
@@ -204,6 +212,7 @@ def prepare_officers(count: int, report: dict) -> None:
             cursor.execute(_ASSIGN_OFFICERS, {})
             assigned = cursor.rowcount
             cursor.execute("DROP TABLE bench_officer")
+            cursor.execute(loan_book.COPY_OFFICERS_TO_WARNINGS)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE loans_loan")
     seconds = time.perf_counter() - started
@@ -283,8 +292,10 @@ def refresh_phase_1(as_of: date, run_id: int) -> float:
     return time.perf_counter() - started
 
 
-def time_step(as_of: date, run_id: int) -> tuple[dict[str, float], Counter[str]]:
-    """Run the inspection step over every chunk, a transaction each; return seconds and counts.
+def step_chunks(
+    as_of: date, run_id: int, chunks: list[tuple[int, int]]
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Run the inspection step over `chunks`, a transaction each; return seconds and counts.
 
     The three parts run in the order of `run_classify_chunk`, without the
     classification and the other phase-2 rules between them.
@@ -295,7 +306,6 @@ def time_step(as_of: date, run_id: int) -> tuple[dict[str, float], Counter[str]]
         refresh_plans_and_inspections,
         schedule_special_inspections,
     )
-    from monitoring.close_of_day.run import plan_chunks
     from monitoring.close_of_day.warnings import evaluate_rules
     from monitoring.rules import all_rules
     from monitoring.sql import tune_chunk_transaction
@@ -303,7 +313,7 @@ def time_step(as_of: date, run_id: int) -> tuple[dict[str, float], Counter[str]]
     codes = [rule.code for rule in all_rules() if rule.family == "inspection"]
     seconds: Counter[str] = Counter()
     counts: Counter[str] = Counter()
-    for low, high in plan_chunks():
+    for low, high in chunks:
         with transaction.atomic():
             with connection.cursor() as cursor:
                 tune_chunk_transaction(cursor)
@@ -316,14 +326,46 @@ def time_step(as_of: date, run_id: int) -> tuple[dict[str, float], Counter[str]]
             started = time.perf_counter()
             counts.update(schedule_special_inspections(as_of, low, high, run_id))
             seconds["special_inspections"] += time.perf_counter() - started
-    return dict(seconds), counts
+    return dict(seconds), dict(counts)
 
 
-def report_step(label: str, as_of: date, report: dict) -> None:
-    load = print_step(f"inspection step, {label}, as of {as_of}")
+def time_step(as_of: date, run_id: int, processes: int) -> tuple[dict[str, float], Counter[str]]:
+    """Run the step over every chunk in `processes` processes; return summed seconds and counts.
+
+    With several processes the chunks are dealt out in turn, as the pool
+    processes of a Celery worker take the run's phase-2 chunks from the queue.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from django.db import connections
+
+    from monitoring.close_of_day.run import plan_chunks
+
+    chunks = plan_chunks()
+    if processes <= 1:
+        seconds, counts = step_chunks(as_of, run_id, chunks)
+        return seconds, Counter(counts)
+    # Forked processes must open their own database connections.
+    connections.close_all()
+    total_seconds: Counter[str] = Counter()
+    total_counts: Counter[str] = Counter()
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        shares = [chunks[index::processes] for index in range(processes)]
+        for seconds, counts in pool.map(
+            step_chunks, [as_of] * processes, [run_id] * processes, shares
+        ):
+            total_seconds.update(seconds)
+            total_counts.update(counts)
+    return dict(total_seconds), total_counts
+
+
+def report_step(label: str, as_of: date, report: dict, processes: int) -> None:
+    load = print_step(f"inspection step, {label}, as of {as_of}, {processes} process(es)")
     run_id = benchmark_run(as_of)
     started = time.perf_counter()
-    seconds, counts = time_step(as_of, run_id)
+    seconds, counts = time_step(as_of, run_id, processes)
     total = time.perf_counter() - started
     for part in STEP_PARTS:
         print(f"{part + ' (sum)':32} {seconds.get(part, 0):.2f} s")
@@ -348,6 +390,7 @@ def report_step(label: str, as_of: date, report: dict) -> None:
         {
             "case": label,
             "as_of": as_of.isoformat(),
+            "processes": processes,
             "load_before": load,
             "seconds": {part: round(value, 2) for part, value in seconds.items()},
             "total_seconds": round(total, 2),
@@ -633,14 +676,19 @@ def main(argv: list[str]) -> None:
     as_of = args.as_of
     if not args.skip_step:
         reset_inspection_output()
-        report_step("first run (every plan and inspection new)", as_of, report)
+        report_step("first run (every plan and inspection new)", as_of, report, args.processes)
         as_of = next_date(as_of, "nightly", report)
-        report_step("nightly (next date)", as_of, report)
+        report_step("nightly (next date)", as_of, report, args.processes)
     if not args.skip_pages:
         generate_inspections(args.inspections, args.as_of, report)
         if not args.skip_step:
             as_of = next_date(as_of, "after_generation", report)
-            report_step(f"next date with {args.inspections:,} inspections on record", as_of, report)
+            report_step(
+                f"next date with {args.inspections:,} inspections on record",
+                as_of,
+                report,
+                args.processes,
+            )
         time_pages(args, report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")

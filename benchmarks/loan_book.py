@@ -572,6 +572,16 @@ SCHEMES = 3
 RECORDED_BY = "benchmark-recorder"
 
 
+# Raw SQL that gives loans officers leaves the copy of the officer on their
+# active warnings behind until the next run; this brings it up to date.
+COPY_OFFICERS_TO_WARNINGS = """
+    UPDATE monitoring_earlywarning w SET officer_id = l.officer_id
+    FROM loans_loan l
+    WHERE l.id = w.loan_id AND w.status IN ('open', 'acknowledged', 'in_progress')
+      AND w.officer_id IS DISTINCT FROM l.officer_id
+"""
+
+
 def book_tables() -> list[str]:
     """Return every table of the loans and monitoring apps, history tables included."""
     return [

@@ -420,10 +420,10 @@ def time_rules(as_of: date, run_id: int, report: dict, processes: int, skip_alon
 # over the open loans, severities, families, statuses and ages of 0-199 days.
 SYNTHETIC_WARNINGS = """
     INSERT INTO monitoring_earlywarning (
-        loan_id, branch_id, rule_code, family, severity, status, first_seen_on, last_seen_on,
-        evidence, closing_reason, created_by_run_id
+        loan_id, branch_id, officer_id, rule_code, family, severity, status, first_seen_on,
+        last_seen_on, evidence, closing_reason, created_by_run_id
     )
-    SELECT x.loan_id, x.branch_id, %(prefix)s || x.k,
+    SELECT x.loan_id, x.branch_id, x.officer_id, %(prefix)s || x.k,
            (ARRAY['repayment', 'collateral', 'guarantor', 'external'])[1 + x.draw %% 4],
            CASE WHEN x.draw %% 100 < 20 THEN 'red' WHEN x.draw %% 100 < 55 THEN 'orange'
                 ELSE 'yellow' END,
@@ -432,7 +432,7 @@ SYNTHETIC_WARNINGS = """
            CAST(%(as_of)s AS date) - x.draw %% 200, CAST(%(as_of)s AS date),
            jsonb_build_object('as_of', CAST(%(as_of)s AS text)), '', %(run_id)s
     FROM (
-        SELECT p.loan_id, l.branch_id, k,
+        SELECT p.loan_id, l.branch_id, l.officer_id, k,
                abs(hashtext('queue:' || p.loan_id || ':' || k)) AS draw
         FROM generate_series(1, %(per_loan)s) AS k
         CROSS JOIN loans_loanposition p

@@ -86,6 +86,17 @@ class EarlyWarning(models.Model):
     branch = models.ForeignKey(
         "loans.Branch", on_delete=models.PROTECT, related_name="+", db_index=False
     )
+    # The loan's credit officer, copied for the same reason: a branch
+    # manager's dashboard counts the branch's warnings per officer from the
+    # branch index, which carries it. The run keeps it equal to the loan's.
+    officer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
     rule_code = models.CharField(_("rule"), max_length=40)
     family = models.CharField(_("family"), max_length=20, choices=WarningFamily.choices)
     severity = models.CharField(_("severity"), max_length=10, choices=Severity.choices)
@@ -137,8 +148,9 @@ class EarlyWarning(models.Model):
         # Every index here costs the close-of-day run a write for each warning
         # it opens, so each one serves a page. The severity counts of the queue
         # read the branch index, whose entries are exactly the active warnings.
-        # It also carries the family and first-seen date, so the dashboards
-        # count all active warnings by family, severity and age from it.
+        # It also carries the family, first-seen date and officer, so the
+        # dashboards count active warnings by family, severity and age, and a
+        # branch's by officer, from it.
         indexes = [
             models.Index(
                 fields=["assigned_to"],
@@ -147,7 +159,7 @@ class EarlyWarning(models.Model):
             ),
             models.Index(
                 fields=["branch", "severity"],
-                include=["family", "first_seen_on"],
+                include=["family", "first_seen_on", "officer"],
                 condition=Q(status__in=["open", "acknowledged", "in_progress"]),
                 name="warning_active_branch_cover",
             ),
@@ -177,8 +189,11 @@ class EarlyWarning(models.Model):
         return f"{self.rule_code} on {self.loan_id}"
 
     def save(self, *args, **kwargs) -> None:
-        if self.branch_id is None and self.loan_id is not None:
-            self.branch_id = self.loan.branch_id
+        if self.loan_id is not None:
+            if self.branch_id is None:
+                self.branch_id = self.loan.branch_id
+            if self._state.adding and self.officer_id is None:
+                self.officer_id = self.loan.officer_id
         super().save(*args, **kwargs)
 
 

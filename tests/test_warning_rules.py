@@ -20,7 +20,7 @@ from monitoring.models import EarlyWarning, WarningRule, WarningStatus
 from monitoring.rules import all_rules, configured_rules, get_rule, sync_rules
 from monitoring.tasks import dispatch_close_of_day
 
-from .factories import BorrowerFactory, LoanFactory
+from .factories import BorrowerFactory, EarlyWarningFactory, LoanFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -257,6 +257,29 @@ def test_three_runs_keep_one_active_warning(make_scheduled_loan):
     assert len(active) >= 3 * 5
     assert max(active.values()) == 1
     assert EarlyWarning.objects.count() == len(active)
+
+
+def test_warnings_carry_and_follow_the_loans_officer(make_scheduled_loan, django_user_model):
+    first = django_user_model.objects.create(username="first-officer")
+    second = django_user_model.objects.create(username="second-officer")
+    loan = make_scheduled_loan(disbursement_date=date(2023, 1, 1), officer=first)
+    dispatch_close_of_day(date(2023, 9, 1))
+    # A warning of no rule of the run stands for one that waits for a person:
+    # the run neither refreshes nor clears it.
+    waiting = EarlyWarningFactory(
+        loan=loan, rule_code="TEST_WAITING", first_seen_on=date(2023, 8, 1)
+    )
+    opened = EarlyWarning.objects.filter(loan=loan).exclude(pk=waiting.pk)
+    assert opened.count() >= 5
+    assert set(opened.values_list("officer_id", flat=True)) == {first.pk}
+    assert waiting.officer_id == first.pk
+
+    Loan.objects.filter(pk=loan.pk).update(officer=second)
+    dispatch_close_of_day(date(2023, 9, 2))
+
+    active = EarlyWarning.objects.filter(loan=loan, status__in=WarningStatus.active())
+    assert active.filter(pk=waiting.pk).exists()
+    assert set(active.values_list("officer_id", flat=True)) == {second.pk}
 
 
 def test_whole_number_threshold_becomes_integer(make_scheduled_loan):

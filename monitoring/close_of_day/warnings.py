@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from ..rules import ConfiguredRule, configured_rules
 from ..services import deadline_days
-from ..sql import analyze, as_of_param, json_object, shift_date
+from ..sql import analyze, as_of_param, is_distinct, json_object, shift_date
 
 ACTIVE = "('open', 'acknowledged', 'in_progress')"
 
@@ -47,7 +47,7 @@ def _hits_select(rules: list[ConfiguredRule], days_to_resolve: dict[str, int]) -
     """
     return " UNION ALL ".join(
         f"""
-        SELECT p.loan_id, l.branch_id, {_literal(rule.code)} AS rule_code,
+        SELECT p.loan_id, l.branch_id, l.officer_id, {_literal(rule.code)} AS rule_code,
                {_literal(rule.family)} AS family, {_literal(rule.severity)} AS severity,
                {int(days_to_resolve[rule.severity])} AS deadline_days,
                {_evidence(rule)} AS evidence
@@ -75,7 +75,7 @@ def _refresh_active(hits: str) -> str:
     return f"""
         UPDATE monitoring_earlywarning
         SET last_seen_on = {as_of_param()}, cleared_on = NULL, evidence = h.evidence,
-            severity = h.severity, branch_id = h.branch_id
+            severity = h.severity, branch_id = h.branch_id, officer_id = h.officer_id
         FROM {hits} h
         WHERE monitoring_earlywarning.loan_id = h.loan_id
           AND monitoring_earlywarning.rule_code = h.rule_code
@@ -98,15 +98,33 @@ def _open_new(hits: str) -> str:
     d = as_of_param()
     return f"""
         INSERT INTO monitoring_earlywarning (
-            loan_id, branch_id, rule_code, family, severity, status, first_seen_on,
+            loan_id, branch_id, officer_id, rule_code, family, severity, status, first_seen_on,
             last_seen_on, cleared_on, evidence, closing_reason, created_by_run_id, deadline
         )
-        SELECT h.loan_id, h.branch_id, h.rule_code, h.family, h.severity, 'open', {d}, {d},
-               NULL, h.evidence, '', %(run_id)s, {shift_date(d, "h.deadline_days")}
+        SELECT h.loan_id, h.branch_id, h.officer_id, h.rule_code, h.family, h.severity, 'open',
+               {d}, {d}, NULL, h.evidence, '', %(run_id)s, {shift_date(d, "h.deadline_days")}
         FROM {hits} h
         WHERE true
         ON CONFLICT (loan_id, rule_code) WHERE status IN {ACTIVE} DO NOTHING
         RETURNING rule_code
+    """
+
+
+def _sync_copies() -> str:
+    """Return the update of the chunk's active warnings whose loan changed branch or officer.
+
+    The refresh copies both onto the warnings that fire again; this catches
+    the others, such as a warning that waits for a person after its
+    condition cleared. It writes only the rows that differ.
+    """
+    return f"""
+        UPDATE monitoring_earlywarning SET branch_id = l.branch_id, officer_id = l.officer_id
+        FROM loans_loan l
+        WHERE l.id = monitoring_earlywarning.loan_id AND l.id BETWEEN %(low)s AND %(high)s
+          AND monitoring_earlywarning.loan_id BETWEEN %(low)s AND %(high)s
+          AND monitoring_earlywarning.status IN {ACTIVE}
+          AND (monitoring_earlywarning.branch_id <> l.branch_id
+               OR {is_distinct("monitoring_earlywarning.officer_id", "l.officer_id")})
     """
 
 
@@ -196,6 +214,8 @@ def evaluate_rules(
         for step, statement in statements:
             cursor.execute(statement, params)
             tally[step].update(row[0] for row in cursor.fetchall())
+        if phase in (1, None):
+            cursor.execute(_sync_copies(), params)
         cursor.execute(f"DROP TABLE {hits}")
         for name in chunk_tables:
             cursor.execute(f"DROP TABLE {name}")
