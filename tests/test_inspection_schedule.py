@@ -270,6 +270,10 @@ def test_special_names_lowest_red_warning(make_scheduled_loan):
     assert special.trigger_warning == red.first()
 
 
+def _warning_ids(loan) -> list[int]:
+    return list(EarlyWarning.objects.filter(loan=loan).values_list("pk", flat=True))
+
+
 def test_pending_special_blocks_new_special():
     loan = LoanFactory(disbursement_date=date(2023, 1, 1))
     pending = InspectionFactory(
@@ -278,10 +282,24 @@ def test_pending_special_blocks_new_special():
     EarlyWarningFactory(loan=loan, first_seen_on=AS_OF)
     refresh_positions(AS_OF, loan.pk, loan.pk)
 
-    counts = schedule_special_inspections(AS_OF, loan.pk, loan.pk, run_id=None)
+    counts = schedule_special_inspections(AS_OF, loan.pk, loan.pk, None, _warning_ids(loan))
 
     assert counts == {"special_inspections": 0}
     assert inspections(loan, InspectionKind.SPECIAL) == [pending]
+
+
+def test_only_the_warnings_just_opened_schedule():
+    opened, earlier = LoanFactory.create_batch(2, disbursement_date=date(2023, 1, 1))
+    warning = EarlyWarningFactory(loan=opened, first_seen_on=AS_OF)
+    EarlyWarningFactory(loan=earlier, first_seen_on=AS_OF)
+    low, high = sorted((opened.pk, earlier.pk))
+
+    counts = schedule_special_inspections(AS_OF, low, high, None, [warning.pk])
+
+    assert counts == {"special_inspections": 1}
+    [special] = inspections(opened, InspectionKind.SPECIAL)
+    assert special.trigger_warning == warning
+    assert inspections(earlier, InspectionKind.SPECIAL) == []
 
 
 def test_older_or_orange_warning_schedules_nothing():
@@ -294,7 +312,7 @@ def test_older_or_orange_warning_schedules_nothing():
         loan=loan, rule_code="EXT_ENFORCEMENT", status=WarningStatus.DISMISSED, first_seen_on=AS_OF
     )
 
-    counts = schedule_special_inspections(AS_OF, loan.pk, loan.pk, run_id=None)
+    counts = schedule_special_inspections(AS_OF, loan.pk, loan.pk, None, _warning_ids(loan))
 
     assert counts == {"special_inspections": 0}
 
@@ -503,11 +521,14 @@ def _step_queries(count: int, officer) -> tuple[list[int], Counter[str]]:
     low, high = _book(count, officer)
     queries = []
     counts: Counter[str] = Counter()
+    warning_ids = list(
+        EarlyWarning.objects.filter(loan__pk__range=(low, high)).values_list("pk", flat=True)
+    )
     for as_of in (AS_OF, AS_OF + timedelta(days=20)):
         refresh_positions(as_of, low, high)
         with CaptureQueriesContext(connection) as captured:
             counts.update(refresh_plans_and_inspections(as_of, low, high, run_id=None))
-            counts.update(schedule_special_inspections(as_of, low, high, run_id=None))
+            counts.update(schedule_special_inspections(as_of, low, high, None, warning_ids))
         queries.append(len(captured))
     Loan.objects.filter(pk__range=(low, high)).delete()
     return queries, counts

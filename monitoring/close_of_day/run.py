@@ -91,10 +91,20 @@ def run_refresh_chunk(run_id: int, as_of: date, low: int, high: int) -> ChunkRes
         counts = refresh_positions(as_of, low, high)
         positions_seconds = time.perf_counter() - step_started
         step_started = time.perf_counter()
-        counts.update(evaluate_rules(as_of, low, high, run_id))
+        rule_counts = evaluate_rules(as_of, low, high, run_id)
+        counts.update(rule_counts)
         rules_seconds = time.perf_counter() - step_started
+        step_started = time.perf_counter()
+        counts.update(
+            schedule_special_inspections(as_of, low, high, run_id, rule_counts.opened_red)
+        )
+        inspections_seconds = time.perf_counter() - step_started
         _count_chunk_done(run_id)
-    seconds = {"refresh_positions": positions_seconds, "evaluate_rules": rules_seconds}
+    seconds = {
+        "refresh_positions": positions_seconds,
+        "evaluate_rules": rules_seconds,
+        "inspections": inspections_seconds,
+    }
     return _chunk_result(run_id, "refresh", low, high, counts, seconds, started_at)
 
 
@@ -155,7 +165,8 @@ def run_classify_chunk(
     without it, the chunk runs the whole-book contagion query itself. The
     plans follow the classes just set, the inspection rules see the
     inspections just created and marked overdue, and the special
-    inspections follow the red warnings of both phases.
+    inspections follow the red warnings the phase-2 rules open (those of
+    phase 1 got theirs in the phase-1 chunk).
     """
     if contagious is None:
         every_loan = contagious_loans(as_of)
@@ -170,10 +181,13 @@ def run_classify_chunk(
         counts.update(refresh_plans_and_inspections(as_of, low, high, run_id))
         inspections_seconds = time.perf_counter() - step_started
         step_started = time.perf_counter()
-        counts.update(evaluate_rules(as_of, low, high, run_id, phase=2))
+        rule_counts = evaluate_rules(as_of, low, high, run_id, phase=2)
+        counts.update(rule_counts)
         rules_seconds = time.perf_counter() - step_started
         step_started = time.perf_counter()
-        counts.update(schedule_special_inspections(as_of, low, high, run_id))
+        counts.update(
+            schedule_special_inspections(as_of, low, high, run_id, rule_counts.opened_red)
+        )
         inspections_seconds += time.perf_counter() - step_started
         step_started = time.perf_counter()
         counts.update(propose_chunk(as_of, low, high, run_id))

@@ -106,7 +106,7 @@ def _open_new(hits: str) -> str:
         FROM {hits} h
         WHERE true
         ON CONFLICT (loan_id, rule_code) WHERE status IN {ACTIVE} DO NOTHING
-        RETURNING rule_code
+        RETURNING rule_code, id, severity
     """
 
 
@@ -161,6 +161,18 @@ def _mark_cleared(hits: str, codes: str) -> str:
     """
 
 
+class RuleCounts(dict):
+    """Counts per rule and step, as `{code}_{step}`, and the red warnings just opened.
+
+    `opened_red` holds the ids of the red warnings the statement opened, so
+    the special inspections need not look for them again.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.opened_red: list[int] = []
+
+
 def evaluate_rules(
     as_of: date,
     low: int,
@@ -168,17 +180,17 @@ def evaluate_rules(
     run_id: int,
     phase: int | None = 1,
     codes: list[str] | None = None,
-) -> dict[str, int]:
+) -> RuleCounts:
     """Merge the hits of the enabled rules of `phase` for the chunk into warnings.
 
     Return counts per rule. Call it for phase 1 in the transaction that has
     just refreshed the chunk's positions, for phase 2 in the one that has
     classified them. `phase=None` evaluates the rules of both phases and
     `codes` limits the rules to those codes (the benchmark times them one
-    by one).
+    by one). The result also lists the red warnings it opened (`opened_red`).
     """
     rules = configured_rules(phase=phase, codes=codes)
-    counts: dict[str, int] = {}
+    counts = RuleCounts()
     if not rules:
         return counts
     days_to_resolve = deadline_days()
@@ -213,13 +225,15 @@ def evaluate_rules(
             statements.append(("cleared", _mark_cleared(hits, _codes(waiting))))
         for step, statement in statements:
             cursor.execute(statement, params)
-            tally[step].update(row[0] for row in cursor.fetchall())
+            rows = cursor.fetchall()
+            tally[step].update(row[0] for row in rows)
+            if step == "opened":
+                counts.opened_red = [row[1] for row in rows if row[2] == "red"]
         if phase in (1, None):
             cursor.execute(_sync_copies(), params)
         cursor.execute(f"DROP TABLE {hits}")
         for name in chunk_tables:
             cursor.execute(f"DROP TABLE {name}")
-    counts: dict[str, int] = {}
     for rule in rules:
         for step in STEPS:
             counts[f"{rule.code}_{step}"] = tally[step][rule.code]
