@@ -136,12 +136,9 @@ class EarlyWarning(models.Model):
         verbose_name = _("early warning")
         verbose_name_plural = _("early warnings")
         constraints = [
-            # The severity rides along so that the dashboards count a loan's
-            # active warnings by severity from this index alone.
             models.UniqueConstraint(
                 fields=["loan", "rule_code"],
                 condition=Q(status__in=["open", "acknowledged", "in_progress"]),
-                include=["severity"],
                 name="warning_one_active_per_loan_and_rule",
             ),
         ]

@@ -153,6 +153,17 @@ def shift_months(expression: str, months: str) -> str:
     return f"MIN({same_day}, {month_end})"
 
 
+def fence() -> str:
+    """Return the clause that keeps PostgreSQL from merging a subquery into the query around it.
+
+    Merged, a column computed in the subquery is computed again wherever the
+    outer query names it, once per row each time. `OFFSET 0` changes no
+    result. SQLite does not merge such subqueries the same way and would
+    need a LIMIT before the OFFSET, so it gets nothing.
+    """
+    return "OFFSET 0" if is_postgresql() else ""
+
+
 def binary_text(expression: str) -> str:
     """Return `expression` compared by code point, whatever the database's collation."""
     if is_postgresql():

@@ -38,6 +38,7 @@ from ..sql import (
     analyze,
     as_of_param,
     calendar_months_between,
+    fence,
     greatest,
     in_parameter,
     in_parameter_value,
@@ -272,6 +273,7 @@ def _plan_select(settings: PlanSettings, done: str, revaluation: str) -> str:
         LEFT JOIN {revaluation} revaluation ON revaluation.loan_id = l.id
         WHERE p.loan_id BETWEEN %(low)s AND %(high)s AND p.is_open
           AND l.disbursement_date <= {d}
+        {fence()}
     """
     first_due = shift_date("x.disbursement_date", "x.first_days")
     with_first = f"""
@@ -280,6 +282,7 @@ def _plan_select(settings: PlanSettings, done: str, revaluation: str) -> str:
                {calendar_months_between("x.starts_on", "x.disbursement_date")}
                    / x.interval_months AS periods
         FROM ({derived}) x
+        {fence()}
     """
     anchor = "COALESCE(y.last_inspected_on, y.first_due)"
     anniversary = shift_months("y.disbursement_date", "y.periods * y.interval_months")
@@ -293,10 +296,17 @@ def _plan_select(settings: PlanSettings, done: str, revaluation: str) -> str:
         SELECT y.*, {routine} AS next_routine_due,
                {_date_parameter("statement_due")} AS next_statement_due
         FROM ({with_first}) y
+        {fence()}
+    """
+    # The reason is only built for the plans that change.
+    with_change = f"""
+        SELECT z.*, {_change_case()} AS change_type
+        FROM ({with_routine}) z
+        {fence()}
     """
     return f"""
-        SELECT z.*, {_change_case()} AS change_type, {_reason()} AS reason
-        FROM ({with_routine}) z
+        SELECT z.*, CASE WHEN z.change_type IS NOT NULL THEN {_reason()} END AS reason
+        FROM ({with_change}) z
     """
 
 

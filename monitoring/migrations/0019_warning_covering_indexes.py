@@ -13,10 +13,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RemoveConstraint(
-            model_name='earlywarning',
-            name='warning_one_active_per_loan_and_rule',
-        ),
         migrations.RemoveIndex(
             model_name='earlywarning',
             name='warning_active_branch_idx',
@@ -32,9 +28,5 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='earlywarning',
             index=models.Index(condition=models.Q(('status__in', ['open', 'acknowledged', 'in_progress'])), fields=['branch', 'severity'], include=('family', 'first_seen_on'), name='warning_active_branch_cover'),
-        ),
-        migrations.AddConstraint(
-            model_name='earlywarning',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['open', 'acknowledged', 'in_progress'])), fields=('loan', 'rule_code'), include=('severity',), name='warning_one_active_per_loan_and_rule'),
         ),
     ]
