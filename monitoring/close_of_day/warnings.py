@@ -4,8 +4,10 @@ The hits of every rule for the chunk are computed once into a temporary
 table, with each rule's family, severity and deadline. Then four statements
 for all the rules together: refresh the active warnings whose rule still
 fires, open a warning where none is active, and resolve or mark the active
-warnings whose condition cleared. The number of statements does not grow
-with the number of rules or loans. The partial unique index on (loan, rule)
+warnings whose condition cleared. In phase 1 a fifth brings the copies of
+the loan's branch and officer on the chunk's other active warnings up to
+date. The number of statements does not grow with the number of rules or
+loans. The partial unique index on (loan, rule)
 for active warnings keeps one active warning per loan and rule even if two
 runs overlap.
 """
@@ -113,8 +115,8 @@ def _open_new(hits: str) -> str:
 def _sync_copies() -> str:
     """Return the update of the chunk's active warnings whose loan changed branch or officer.
 
-    The refresh copies both onto the warnings that fire again; this catches
-    the others, such as a warning that waits for a person after its
+    The refresh copies both onto the warnings that fire again. This update
+    catches the others, such as a warning that waits for a person after its
     condition cleared. It writes only the rows that differ.
     """
     return f"""
@@ -164,8 +166,8 @@ def _mark_cleared(hits: str, codes: str) -> str:
 class RuleCounts(dict):
     """Counts per rule and step, as `{code}_{step}`, and the red warnings just opened.
 
-    `opened_red` holds the ids of the red warnings the statement opened, so
-    the special inspections need not look for them again.
+    `opened_red` lists the ids of the red warnings the insert opened. The
+    special inspections start from it instead of looking for them again.
     """
 
     def __init__(self, *args, **kwargs) -> None:
