@@ -699,6 +699,9 @@ class InspectionStatus(models.TextChoices):
     SUBMITTED = "submitted", _("Submitted")
     RETURNED = "returned", _("Returned")
     APPROVED = "approved", _("Approved")
+    # Set by the close-of-day run on a scheduled inspection of a loan that was
+    # paid off or written off before anyone started it.
+    CANCELLED = "cancelled", _("Cancelled")
 
     @classmethod
     def pending(cls) -> list[str]:

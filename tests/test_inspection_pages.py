@@ -274,6 +274,8 @@ def east(branch_north):
     done(ben, date(2023, 8, 1), date(2023, 7, 25))
     _inspection(branch, None, date(2023, 8, 10))
     _inspection(branch_north, None, date(2023, 8, 10))
+    # Cancelled with its closed loan: in no count.
+    _inspection(branch, ann, date(2023, 7, 5), InspectionStatus.CANCELLED)
     return SimpleNamespace(branch=branch, ann=ann, ben=ben, manager=manager)
 
 

@@ -239,6 +239,34 @@ def test_closed_loan_inspection_not_marked_overdue():
     assert inspection.overdue_since is None
 
 
+def test_closed_loan_scheduled_inspection_cancelled():
+    closed = LoanFactory(disbursement_date=date(2023, 1, 1), closed_on=date(2023, 3, 1))
+    scheduled = InspectionFactory(loan=closed, due_date=date(2023, 4, 1))
+    draft = InspectionFactory(
+        loan=closed,
+        kind=InspectionKind.SPECIAL,
+        status=InspectionStatus.DRAFT,
+        due_date=date(2023, 4, 1),
+    )
+    open_loan = LoanFactory(disbursement_date=date(2023, 1, 1))
+    kept = InspectionFactory(loan=open_loan, due_date=date(2023, 6, 1))
+
+    dispatch_close_of_day(date(2023, 5, 1))
+    dispatch_close_of_day(date(2023, 5, 1))
+
+    for inspection in (scheduled, draft, kept):
+        inspection.refresh_from_db()
+    assert scheduled.status == InspectionStatus.CANCELLED
+    assert draft.status == InspectionStatus.DRAFT
+    assert kept.status == InspectionStatus.SCHEDULED
+    changes = scheduled.history.filter(history_type="~")
+    assert [change.history_change_reason for change in changes] == [
+        "close-of-day 2023-05-01: loan closed"
+    ]
+    first_run = JobRun.objects.filter(as_of=date(2023, 5, 1)).order_by("pk").first()
+    assert first_run.counts["steps"]["inspections_cancelled"] == 1
+
+
 # --- Special inspections ---------------------------------------------------
 
 
@@ -547,6 +575,7 @@ def test_step_queries_do_not_grow_with_loans():
         "inspections_created_routine": 0,
         # On the second date the first and the special inspections are overdue.
         "inspections_overdue": 20,
+        "inspections_cancelled": 0,
         "special_inspections": 10,
     }
     assert large_counts == {name: value * 100 for name, value in small_counts.items()}

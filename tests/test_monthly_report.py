@@ -34,7 +34,7 @@ from loans.models import (
     RepaymentKind,
     WriteOff,
 )
-from monitoring.models import InspectionKind, InspectionStatus, JobRun, WarningStatus
+from monitoring.models import Inspection, InspectionKind, InspectionStatus, JobRun, WarningStatus
 from monitoring.tasks import dispatch_close_of_day
 from reports.models import LoanMonthSnapshot, MonthlyReport, ReportStatus
 from reports.monthly import layout
@@ -247,6 +247,13 @@ def add_activity(loans: dict[str, Loan]) -> None:
             inspected_on=inspected_on,
             status=InspectionStatus.SUBMITTED,
         )
+    # Cancelled because its loan closed: not due in the report.
+    InspectionFactory(
+        loan=loans["on_time"],
+        kind=InspectionKind.FIRST,
+        due_date=date(2023, 6, 15),
+        status=InspectionStatus.CANCELLED,
+    )
 
 
 # ---- Snapshots -----------------------------------------------------------------
@@ -443,6 +450,11 @@ def test_activity_figures_of_the_month(book):
     assert inspections["late"] == 1
     assert inspections["missed"] == inspections["due"] - 2
     assert inspections["missed"] >= 1
+    # The cancelled first inspection of the fixture is due in June but not counted.
+    first_in_june = Inspection.objects.filter(kind="first", due_date__range=(JUNE, JUNE_END))
+    assert first_in_june.filter(status=InspectionStatus.CANCELLED).count() == 1
+    first = {row["kind"]: row for row in figures["inspections"]["rows"]}["first"]
+    assert first["due"] == first_in_june.count() - 1
 
 
 def test_recoveries_and_write_offs(book):

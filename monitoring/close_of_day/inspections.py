@@ -6,15 +6,16 @@ open loan of the chunk (the rules of `monitoring.inspections.plans`, written
 set-wise) into a temporary table. From that table one upsert writes only the
 plans that are new or whose values changed, and the next statement records
 each of them in the plan's history. Then come the first and routine
-inspections that fall due within the policy's lookahead, and the overdue
-marks. After the rules of either phase, in that phase's chunk transaction,
+inspections that fall due within the policy's lookahead, the overdue marks
+and the cancellation of scheduled inspections of closed loans. After the
+rules of either phase, in that phase's chunk transaction,
 `schedule_special_inspections` schedules a special inspection for each loan
 with a red warning the rules have just opened.
 
 Inserts use ON CONFLICT DO NOTHING on the inspection's unique constraints:
 one inspection per loan, kind and due date, and one pending inspection per
 loan and kind. Two runs for one date therefore create each inspection once.
-Every inspection the run creates or marks overdue gets a history row. The
+Every inspection the run creates, marks overdue or cancels gets a history row. The
 number of statements per chunk does not depend on the number of loans.
 """
 
@@ -68,8 +69,8 @@ def refresh_plans_and_inspections(as_of: date, low: int, high: int, run_id: int)
 
     Call it in the transaction that has just classified the chunk, so that
     the plans follow today's classes. Return the counts `plans_created`,
-    `plans_changed`, `inspections_created_first`, `inspections_created_routine`
-    and `inspections_overdue`.
+    `plans_changed`, `inspections_created_first`, `inspections_created_routine`,
+    `inspections_overdue` and `inspections_cancelled`.
     """
     settings = load_plan_settings()
     _check_intervals(settings.policy)
@@ -88,6 +89,7 @@ def refresh_plans_and_inspections(as_of: date, low: int, high: int, run_id: int)
         for name in (table, revaluation, done):
             cursor.execute(f"DROP TABLE {name}")
         counts["inspections_overdue"] = _mark_overdue(cursor, params)
+        counts["inspections_cancelled"] = _cancel_closed(cursor, params)
     return counts
 
 
@@ -495,6 +497,36 @@ def _mark_overdue(cursor, params: dict) -> int:
     _insert_history(
         cursor, Inspection, source, reason, "'~'", params | {"ids": in_parameter_value(ids)}
     )
+    return len(ids)
+
+
+def _cancel_closed(cursor, params: dict) -> int:
+    """Cancel the chunk's scheduled inspections of closed loans; return how many.
+
+    A loan is closed when its position on the run date is not open: paid
+    off or written off. Only inspections still untouched (scheduled) are cancelled.
+    A draft or a returned inspection keeps the officer's work and stays
+    with them to submit.
+    """
+    cursor.execute(
+        """
+        UPDATE monitoring_inspection SET status = 'cancelled'
+        WHERE loan_id BETWEEN %(low)s AND %(high)s AND status = 'scheduled'
+          AND EXISTS (
+              SELECT 1 FROM loans_loanposition p
+              WHERE p.loan_id = monitoring_inspection.loan_id AND NOT p.is_open
+          )
+        RETURNING id
+        """,
+        params,
+    )
+    ids = [row[0] for row in cursor.fetchall()]
+    if ids:
+        source = f"FROM monitoring_inspection r WHERE {in_parameter('r.id', 'ids')}"
+        reason = "%(reason_prefix)s || 'loan closed'"
+        _insert_history(
+            cursor, Inspection, source, reason, "'~'", params | {"ids": in_parameter_value(ids)}
+        )
     return len(ids)
 
 

@@ -211,7 +211,7 @@ def run_classify_chunk(
 def _log_inspection_counts(run_id: int, low: int, high: int, counts: dict[str, int]) -> None:
     logger.info(
         "close_of_day run=%d inspections chunk=%d-%d plans_created=%d plans_changed=%d "
-        "first=%d routine=%d special=%d overdue=%d",
+        "first=%d routine=%d special=%d overdue=%d cancelled=%d",
         run_id,
         low,
         high,
@@ -221,6 +221,7 @@ def _log_inspection_counts(run_id: int, low: int, high: int, counts: dict[str, i
         counts["inspections_created_routine"],
         counts["special_inspections"],
         counts["inspections_overdue"],
+        counts["inspections_cancelled"],
     )
 
 

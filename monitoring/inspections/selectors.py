@@ -334,9 +334,10 @@ class CompliancePeriod:
 
 
 def _due_in_period(period: CompliancePeriod) -> QuerySet[Inspection]:
+    """Return the inspections due in the period, leaving out those cancelled with their loan."""
     inspections = Inspection.objects.filter(
         due_date__gte=period.date_from, due_date__lte=period.date_to
-    )
+    ).exclude(status=InspectionStatus.CANCELLED)
     if period.branches is not None:
         inspections = inspections.filter(branch_id__in=period.branches)
     return inspections.order_by()

@@ -143,7 +143,8 @@ def inspections_section(scope: ReportScope) -> dict:
     Done means submitted or approved with an inspection date by the month
     end. On time: done by the due date. Late: done after it but by the month
     end. Missed: not done by the month end, so every inspection due in the
-    month is in exactly one of the three.
+    month is in exactly one of the three. Inspections cancelled because the
+    loan was closed do not count.
     """
     done = Q(
         status__in=[InspectionStatus.SUBMITTED, InspectionStatus.APPROVED],
@@ -152,7 +153,9 @@ def inspections_section(scope: ReportScope) -> dict:
     )
     groups = (
         _scoped(
-            Inspection.objects.filter(due_date__gte=scope.month, due_date__lte=scope.month_end),
+            Inspection.objects.filter(
+                due_date__gte=scope.month, due_date__lte=scope.month_end
+            ).exclude(status=InspectionStatus.CANCELLED),
             scope,
         )
         .values("kind")
