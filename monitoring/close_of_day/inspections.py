@@ -107,9 +107,9 @@ def schedule_special_inspections(
 
     The warnings are read by id, in a subquery of their own so that the
     planner cannot prefer an index on the other conditions, and the statement
-    costs nothing on a night without new red warnings. Found by their first-
-    seen date instead, right after a run had opened them, the planner's stale
-    statistics made it read 459,000 warnings per chunk
+    costs nothing on a night without new red warnings. Found by their
+    first-seen date instead, right after a run had opened them, the planner's
+    stale statistics made it read 459,000 warnings per chunk
     (benchmarks/inspections.py).
     """
     if not warning_ids:
