@@ -324,8 +324,8 @@ def step_chunks(
             started = time.perf_counter()
             counts.update(evaluate_rules(as_of, low, high, run_id, phase=2, codes=codes))
             seconds["inspection_rules"] += time.perf_counter() - started
-            # The run has these from the statements that opened the warnings;
-            # the step here is timed without the rules, so they are read first.
+            # The run gets these from the statement that opened the warnings.
+            # The step here is timed without the rules, so they are read first.
             new_red = list(
                 EarlyWarning.objects.filter(
                     loan__pk__range=(low, high),

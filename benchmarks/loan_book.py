@@ -572,8 +572,8 @@ SCHEMES = 3
 RECORDED_BY = "benchmark-recorder"
 
 
-# Raw SQL that gives loans officers leaves the copy of the officer on their
-# active warnings behind until the next run; this brings it up to date.
+# Raw SQL that gives loans officers leaves the officer copy on their active
+# warnings out of date until the next run. This update brings it up to date.
 COPY_OFFICERS_TO_WARNINGS = """
     UPDATE monitoring_earlywarning w SET officer_id = l.officer_id
     FROM loans_loan l

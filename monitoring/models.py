@@ -720,7 +720,7 @@ class Inspection(models.Model):
         Loan, on_delete=models.CASCADE, related_name="inspections", db_index=False
     )
     # The loan's branch and officer, copied so that the task list and the
-    # compliance page read inspections alone. The loan holds the database
+    # compliance page read inspections alone. The loan has the database
     # constraints on both, so the copies and the run have none of their own:
     # each would cost a key check at commit for every inspection the run
     # creates. Django still applies PROTECT and SET_NULL.

@@ -352,6 +352,21 @@ def test_submitted_inspection_rejects_edits(client, officer, book, action):
     assert book.inspection.status == InspectionStatus.SUBMITTED
 
 
+@pytest.mark.parametrize("action", ["save", "submit"])
+def test_cancelled_inspection_rejects_edits(client, officer, book, action):
+    Inspection.objects.filter(pk=book.inspection.pk).update(status=InspectionStatus.CANCELLED)
+
+    response = _post(client, officer, book.inspection, _form_data(action, place="Elsewhere"))
+
+    assert response.status_code == 403
+    assert "This inspection is cancelled and can no longer be changed." in (
+        response.content.decode()
+    )
+    book.inspection.refresh_from_db()
+    assert book.inspection.status == InspectionStatus.CANCELLED
+    assert book.inspection.place != "Elsewhere"
+
+
 def test_approved_inspection_rejects_edits(client, officer, branch_manager, book):
     services.approve(_submitted(book, officer), branch_manager)
 

@@ -239,7 +239,7 @@ def test_closed_loan_inspection_not_marked_overdue():
     assert inspection.overdue_since is None
 
 
-def test_closed_loan_scheduled_inspection_cancelled():
+def test_closed_loan_inspection_cancelled():
     closed = LoanFactory(disbursement_date=date(2023, 1, 1), closed_on=date(2023, 3, 1))
     scheduled = InspectionFactory(loan=closed, due_date=date(2023, 4, 1))
     draft = InspectionFactory(
@@ -249,16 +249,16 @@ def test_closed_loan_scheduled_inspection_cancelled():
         due_date=date(2023, 4, 1),
     )
     open_loan = LoanFactory(disbursement_date=date(2023, 1, 1))
-    kept = InspectionFactory(loan=open_loan, due_date=date(2023, 6, 1))
+    open_inspection = InspectionFactory(loan=open_loan, due_date=date(2023, 6, 1))
 
     dispatch_close_of_day(date(2023, 5, 1))
     dispatch_close_of_day(date(2023, 5, 1))
 
-    for inspection in (scheduled, draft, kept):
+    for inspection in (scheduled, draft, open_inspection):
         inspection.refresh_from_db()
     assert scheduled.status == InspectionStatus.CANCELLED
     assert draft.status == InspectionStatus.DRAFT
-    assert kept.status == InspectionStatus.SCHEDULED
+    assert open_inspection.status == InspectionStatus.SCHEDULED
     changes = scheduled.history.filter(history_type="~")
     assert [change.history_change_reason for change in changes] == [
         "close-of-day 2023-05-01: loan closed"
@@ -316,7 +316,7 @@ def test_pending_special_blocks_new_special():
     assert inspections(loan, InspectionKind.SPECIAL) == [pending]
 
 
-def test_only_the_warnings_just_opened_schedule():
+def test_only_opened_warnings_schedule():
     opened, earlier = LoanFactory.create_batch(2, disbursement_date=date(2023, 1, 1))
     warning = EarlyWarningFactory(loan=opened, first_seen_on=AS_OF)
     EarlyWarningFactory(loan=earlier, first_seen_on=AS_OF)

@@ -259,7 +259,7 @@ def test_three_runs_keep_one_active_warning(make_scheduled_loan):
     assert EarlyWarning.objects.count() == len(active)
 
 
-def test_warnings_carry_and_follow_the_loans_officer(make_scheduled_loan, django_user_model):
+def test_warnings_follow_loan_officer(make_scheduled_loan, django_user_model):
     first = django_user_model.objects.create(username="first-officer")
     second = django_user_model.objects.create(username="second-officer")
     loan = make_scheduled_loan(disbursement_date=date(2023, 1, 1), officer=first)

@@ -4,12 +4,11 @@ The hits of every rule for the chunk are computed once into a temporary
 table, with each rule's family, severity and deadline. Then four statements
 for all the rules together: refresh the active warnings whose rule still
 fires, open a warning where none is active, and resolve or mark the active
-warnings whose condition cleared. In phase 1 a fifth brings the copies of
-the loan's branch and officer on the chunk's other active warnings up to
-date. The number of statements does not grow with the number of rules or
-loans. The partial unique index on (loan, rule)
-for active warnings keeps one active warning per loan and rule even if two
-runs overlap.
+warnings whose condition cleared. In phase 1 a fifth statement updates the
+branch and officer copies on the chunk's other active warnings. The number
+of statements does not grow with the number of rules or loans. The partial
+unique index on (loan, rule) for active warnings keeps one active warning
+per loan and rule even if two runs overlap.
 """
 
 from __future__ import annotations

@@ -217,7 +217,7 @@ def _bucket_conditions(user: User, as_of: date) -> dict[str, Q]:
 def task_counts(user: User, as_of: date) -> dict[str, int]:
     """Count the inspections in each of the user's buckets, in one aggregate query."""
     conditions = _bucket_conditions(user, as_of)
-    # Every bucket holds open inspections only. Saying so in the WHERE clause
+    # Every bucket contains open inspections only. Saying so in the WHERE clause
     # lets PostgreSQL read an officer's tasks from the partial index of
     # pending inspections instead of every inspection in scope.
     statuses = InspectionStatus.pending()
@@ -350,7 +350,7 @@ def compliance_by_officer(period: CompliancePeriod) -> list[dict]:
     `_compliance_counts`, sorted by the officer's name. Inspections with no
     officer form the last row, with officer None. The counts are one grouped
     query on the inspections alone, which the covering index on branch and
-    due date answers without reading the table; the names are a second query
+    due date serves without reading the table. The names are a second query
     for the few officers found.
     """
     rows = list(
