@@ -15,9 +15,11 @@ Steps, each printed with the 1-, 5- and 15-minute load averages before it:
    inspection step over every chunk as the run calls it, in three parts.
    The first writes the plans, the first and routine inspections and the
    overdue marks, the second evaluates the inspection rules and the third
-   schedules special inspections. This is the first run, where every plan
-   and inspection is new. Then refresh the positions and phase-1 rules for the next date
-   (not timed) and time the step again: the nightly case.
+   schedules special inspections, for the red warnings first seen on the
+   date (read before the timing; the run gets them from its rules). This
+   is the first run, where every plan and inspection is new. Then refresh
+   the positions and phase-1 rules for the next date (not timed) and time
+   the step again: the nightly case. A CHECKPOINT precedes each timing.
 4. Replace the inspections with --inspections generated ones
    (INSERT ... SELECT generate_series), time the step once more on the
    date after, and time the officer's task list and the branch compliance
@@ -292,13 +294,41 @@ def refresh_phase_1(as_of: date, run_id: int) -> float:
     return time.perf_counter() - started
 
 
+def new_red_warnings(as_of: date, chunks: list[tuple[int, int]]) -> dict[tuple[int, int], list]:
+    """Return, by chunk, the ids of the active red warnings first seen on `as_of`.
+
+    The run gets them from the statements of its rules that opened them. The
+    step is timed without the rules of other families, so they are read
+    before the timing.
+    """
+    from bisect import bisect_right
+
+    from monitoring.models import EarlyWarning, WarningStatus
+
+    lows = [low for low, _high in chunks]
+    by_chunk: dict[tuple[int, int], list] = {chunk: [] for chunk in chunks}
+    rows = EarlyWarning.objects.filter(
+        status__in=WarningStatus.active(), severity="red", first_seen_on=as_of
+    ).values_list("pk", "loan_id")
+    for pk, loan_id in rows.iterator(chunk_size=10_000):
+        chunk = chunks[bisect_right(lows, loan_id) - 1]
+        if chunk[0] <= loan_id <= chunk[1]:
+            by_chunk[chunk].append(pk)
+    return by_chunk
+
+
 def step_chunks(
-    as_of: date, run_id: int, chunks: list[tuple[int, int]]
+    as_of: date,
+    run_id: int,
+    chunks: list[tuple[int, int]],
+    red_by_chunk: dict[tuple[int, int], list],
 ) -> tuple[dict[str, float], dict[str, int]]:
     """Run the inspection step over `chunks`, a transaction each; return seconds and counts.
 
     The three parts run in the order of `run_classify_chunk`, without the
-    classification and the other phase-2 rules between them.
+    classification and the other phase-2 rules between them. The special
+    inspections follow the red warnings of `red_by_chunk` and those the
+    inspection rules have just opened, as in the run.
     """
     from django.db import connection, transaction
 
@@ -307,7 +337,6 @@ def step_chunks(
         schedule_special_inspections,
     )
     from monitoring.close_of_day.warnings import evaluate_rules
-    from monitoring.models import EarlyWarning, WarningStatus
     from monitoring.rules import all_rules
     from monitoring.sql import tune_chunk_transaction
 
@@ -322,18 +351,10 @@ def step_chunks(
             counts.update(refresh_plans_and_inspections(as_of, low, high, run_id))
             seconds["plans_and_scheduled"] += time.perf_counter() - started
             started = time.perf_counter()
-            counts.update(evaluate_rules(as_of, low, high, run_id, phase=2, codes=codes))
+            rule_counts = evaluate_rules(as_of, low, high, run_id, phase=2, codes=codes)
+            counts.update(rule_counts)
             seconds["inspection_rules"] += time.perf_counter() - started
-            # The run gets these from the statement that opened the warnings.
-            # The step here is timed without the rules, so they are read first.
-            new_red = list(
-                EarlyWarning.objects.filter(
-                    loan__pk__range=(low, high),
-                    status__in=WarningStatus.active(),
-                    severity="red",
-                    first_seen_on=as_of,
-                ).values_list("pk", flat=True)
-            )
+            new_red = red_by_chunk.get((low, high), []) + rule_counts.opened_red
             started = time.perf_counter()
             counts.update(schedule_special_inspections(as_of, low, high, run_id, new_red))
             seconds["special_inspections"] += time.perf_counter() - started
@@ -343,8 +364,10 @@ def step_chunks(
     return dict(seconds), dict(counts)
 
 
-def time_step(as_of: date, run_id: int, processes: int) -> tuple[dict[str, float], Counter[str]]:
-    """Run the step over every chunk in `processes` processes; return summed seconds and counts.
+def time_step(
+    as_of: date, run_id: int, processes: int, chunks: list[tuple[int, int]], red_by_chunk: dict
+) -> tuple[dict[str, float], Counter[str]]:
+    """Run the step over `chunks` in `processes` processes; return summed seconds and counts.
 
     With several processes the chunks are dealt out in turn, as the pool
     processes of a Celery worker take the run's phase-2 chunks from the queue.
@@ -354,11 +377,8 @@ def time_step(as_of: date, run_id: int, processes: int) -> tuple[dict[str, float
 
     from django.db import connections
 
-    from monitoring.close_of_day.run import plan_chunks
-
-    chunks = plan_chunks()
     if processes <= 1:
-        seconds, counts = step_chunks(as_of, run_id, chunks)
+        seconds, counts = step_chunks(as_of, run_id, chunks, red_by_chunk)
         return seconds, Counter(counts)
     # Forked processes must open their own database connections.
     connections.close_all()
@@ -368,7 +388,11 @@ def time_step(as_of: date, run_id: int, processes: int) -> tuple[dict[str, float
     with ProcessPoolExecutor(processes, mp_context=context) as pool:
         shares = [chunks[index::processes] for index in range(processes)]
         for seconds, counts in pool.map(
-            step_chunks, [as_of] * processes, [run_id] * processes, shares
+            step_chunks,
+            [as_of] * processes,
+            [run_id] * processes,
+            shares,
+            [red_by_chunk] * processes,
         ):
             total_seconds.update(seconds)
             total_counts.update(counts)
@@ -377,9 +401,14 @@ def time_step(as_of: date, run_id: int, processes: int) -> tuple[dict[str, float
 
 def report_step(label: str, as_of: date, report: dict, processes: int) -> None:
     load = print_step(f"inspection step, {label}, as of {as_of}, {processes} process(es)")
+    from monitoring.close_of_day.run import plan_chunks
+
     run_id = benchmark_run(as_of)
+    chunks = plan_chunks()
+    red_by_chunk = new_red_warnings(as_of, chunks)
+    checkpoint()
     started = time.perf_counter()
-    seconds, counts = time_step(as_of, run_id, processes)
+    seconds, counts = time_step(as_of, run_id, processes, chunks, red_by_chunk)
     total = time.perf_counter() - started
     for part in STEP_PARTS:
         print(f"{part + ' (sum)':32} {seconds.get(part, 0):.2f} s")
@@ -412,6 +441,18 @@ def report_step(label: str, as_of: date, report: dict, processes: int) -> None:
             "warnings": warnings,
         }
     )
+
+
+def checkpoint() -> None:
+    """Write out the pages the steps before left in memory, so that it is not done while timing.
+
+    Otherwise the server's checkpoint of the setup's writes, or of the
+    previous step's, can run during the timed step.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("CHECKPOINT")
 
 
 def next_date(as_of: date, label: str, report: dict) -> date:

@@ -677,7 +677,7 @@ class PostLoanPlan(models.Model):
     updated_on = models.DateField(_("updated on"))
     # As for inspections: the run writes a history row per new or changed
     # plan, and nothing reads the history by loan or officer.
-    history = AuditedHistoricalRecords(no_db_index=["loan", "officer"])
+    history = AuditedHistoricalRecords(no_db_index=["loan", "officer"], written_by_run=True)
 
     class Meta:
         verbose_name = _("post-loan plan")
@@ -716,8 +716,20 @@ class Inspection(models.Model):
     """A dated inspection, scheduled by the plan or a red warning and logged by the officer."""
 
     # Indexed by the unique constraint on loan, kind and due date, which it leads.
+    # On PostgreSQL, statement-level triggers check the loan and the warning
+    # of new inspections, and reject deleting a loan or warning that an
+    # inspection names (migration 0026). They replace foreign keys, whose
+    # check at commit locked each loan and warning row of the run's new
+    # inspections: the first lock on a page wrote the whole page to the WAL,
+    # a quarter of a first run's WAL. That run over 1,000,000 loans took
+    # 12.5 to 12.8 s with the triggers, 13.9 to 15.1 s with the keys
+    # (benchmarks/inspections.py).
     loan = models.ForeignKey(
-        Loan, on_delete=models.CASCADE, related_name="inspections", db_index=False
+        Loan,
+        on_delete=models.CASCADE,
+        related_name="inspections",
+        db_index=False,
+        db_constraint=False,
     )
     # The loan's branch and officer, copied so that the task list and the
     # compliance page read inspections alone. The loan has the database
@@ -754,6 +766,7 @@ class Inspection(models.Model):
         blank=True,
         help_text=_("Set by the close-of-day run once the due date has passed unsubmitted."),
     )
+    # The red warning a special inspection follows; checked as the loan is.
     trigger_warning = models.ForeignKey(
         EarlyWarning,
         on_delete=models.SET_NULL,
@@ -761,6 +774,7 @@ class Inspection(models.Model):
         blank=True,
         related_name="special_inspections",
         db_index=False,
+        db_constraint=False,
     )
     created_by_run = models.ForeignKey(
         JobRun,
@@ -818,7 +832,8 @@ class Inspection(models.Model):
             "created_by_run",
             "submitted_by",
             "reviewed_by",
-        ]
+        ],
+        written_by_run=True,
     )
 
     class Meta:

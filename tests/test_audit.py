@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.contrib import admin
 from django.db import connection
+from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -29,7 +30,13 @@ from reports.audit import (
     iter_entries,
 )
 
-from .factories import BorrowerFactory, BranchFactory, LoanFactory, UserFactory
+from .factories import (
+    BorrowerFactory,
+    BranchFactory,
+    InspectionFactory,
+    LoanFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -76,13 +83,36 @@ def test_audited_models_are_the_history_models():
         assert key.split(".")[0] in ("loans", "monitoring")
 
 
+# History tables whose rows come mostly from the close-of-day run, with no user.
+WRITTEN_BY_RUN = {"monitoring.inspection", "monitoring.postloanplan"}
+
+
 def test_history_models_have_audit_indexes():
     for key, audited in audited_models().items():
-        indexed = {tuple(index.fields) for index in audited.history_model._meta.indexes}
-        assert ("history_user", "history_date") in indexed, key
-        assert ("id", "history_date") in indexed, key
-        deleted = [index for index in audited.history_model._meta.indexes if index.condition]
-        assert [tuple(index.fields) for index in deleted] == [("history_date",)], key
+        indexes = audited.history_model._meta.indexes
+        assert ("id", "history_date") in {tuple(index.fields) for index in indexes}, key
+        deleted = [index for index in indexes if index.name.startswith("history_deleted_")]
+        assert [(tuple(index.fields), index.condition) for index in deleted] == [
+            (("history_date",), Q(history_type="-"))
+        ], key
+        (by_user,) = [i for i in indexes if tuple(i.fields) == ("history_user", "history_date")]
+        if key in WRITTEN_BY_RUN:
+            assert by_user.condition == Q(history_user__isnull=False), key
+        else:
+            assert by_user.condition is None, key
+
+
+def test_user_filters_on_history_written_by_run(officer):
+    inspection = InspectionFactory()
+    created = inspection.history.get()
+    by_officer = _save(inspection, officer, place="Warehouse")
+
+    assert _ids(audit_page(_filters("monitoring.inspection", user_id=officer.pk))) == [
+        by_officer.history_id
+    ]
+    assert _ids(audit_page(_filters("monitoring.inspection", user_id=NO_USER_ID))) == [
+        created.history_id
+    ]
 
 
 # ---- Filters -----------------------------------------------------------------
