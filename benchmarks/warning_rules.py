@@ -234,8 +234,8 @@ def delete_warnings(where: str, params: list) -> int:
                 f"(SELECT id FROM monitoring_earlywarning WHERE {where})",
                 params,
             )
-        # Inspections name their warning without a foreign key (a trigger
-        # checks it, migration monitoring/0026); clear it as Django would.
+        # Inspections name their warning without a foreign key, because a
+        # trigger checks it (migration monitoring/0026). Clear it as Django would.
         cursor.execute(
             "UPDATE monitoring_inspection SET trigger_warning_id = NULL "
             f"WHERE trigger_warning_id IN (SELECT id FROM monitoring_earlywarning WHERE {where})",

@@ -766,7 +766,8 @@ class Inspection(models.Model):
         blank=True,
         help_text=_("Set by the close-of-day run once the due date has passed unsubmitted."),
     )
-    # The red warning a special inspection follows; checked as the loan is.
+    # The red warning a special inspection follows. The triggers described at
+    # `loan` check it in the same way.
     trigger_warning = models.ForeignKey(
         EarlyWarning,
         on_delete=models.SET_NULL,

@@ -219,7 +219,7 @@ def calendar_months_between(later: str, earlier: str) -> str:
 def _month_number(expression: str) -> str:
     """Return an integer expression for year x 12 + month of a date."""
     if is_postgresql():
-        # date_part returns a float; EXTRACT returns a numeric, which took
+        # date_part returns a float, while EXTRACT returns a numeric, which took
         # twice as long over a million dates (PostgreSQL 15).
         return (
             f"CAST(date_part('year', CAST({expression} AS DATE)) * 12"

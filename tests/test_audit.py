@@ -102,7 +102,7 @@ def test_history_models_have_audit_indexes():
             assert by_user.condition is None, key
 
 
-def test_user_filters_on_history_written_by_run(officer):
+def test_user_filters_on_run_history(officer):
     inspection = InspectionFactory()
     created = inspection.history.get()
     by_officer = _save(inspection, officer, place="Warehouse")

@@ -55,8 +55,8 @@ DONE = "('submitted', 'approved')"
 ACTIVE_WARNING = "('open', 'acknowledged', 'in_progress')"
 # The history table keeps at most this many characters of a change reason.
 REASON_MAX_LENGTH = 100
-# The first key of the advisory lock that `_lock_chunk` takes; the chunk's
-# first loan id is the second.
+# The first key of the advisory lock that `_lock_chunk` takes. The second is
+# the chunk's first loan id.
 PLAN_LOCK_KEY = 7240
 INTERVAL_FIELDS = (
     "normal_months",
@@ -85,8 +85,8 @@ def refresh_plans_and_inspections(as_of: date, low: int, high: int, run_id: int)
         _fill_temporary(cursor, facts, _inspection_facts(), params)
         _fill_temporary(cursor, revaluation, _revaluations(settings), params)
         select = _plan_select(settings, facts, revaluation, _new_plan_id(cursor))
-        # Later statements only read the plan table through, so it needs
-        # neither an index nor statistics.
+        # Later statements only scan the plan table from start to end, so it
+        # needs neither an index nor statistics.
         cursor.execute(f"CREATE TEMPORARY TABLE {table} AS {select}", params)
         counts = _write_plans(cursor, table, params)
         # Cancelling first leaves the inspections created below out of its scan.
@@ -431,8 +431,8 @@ def _write_plans(cursor, table: str, params: dict) -> dict[str, int]:
     second run's transaction for the same chunk waiting until this one has
     committed: the new plans need no ON CONFLICT, whose check of the unique
     index before each insert cost 20 to 30 ms for a chunk's 20,000 plans.
-    The history rows come from the temporary table, which holds every value
-    of the plans written, their ids included.
+    The history rows come from the temporary table, which contains every
+    value of the plans written, their ids included.
     """
     columns = {"id": "t.plan_pk"} | PLAN_COLUMNS | {"updated_on": as_of_param()}
     cursor.execute(
@@ -557,10 +557,18 @@ def _insert_inspections(cursor, source: str, params: dict) -> list[tuple[int, st
         return cursor.fetchall()
     cursor.execute(f"{insert} RETURNING id, kind", params)
     created = cursor.fetchall()
-    ids = {"ids": in_parameter_value([row[0] for row in created])}
-    source = f"FROM monitoring_inspection r WHERE {in_parameter('r.id', 'ids')}"
-    _insert_history(cursor, Inspection, source, reason, "'+'", params | ids)
+    _insert_inspection_history(cursor, [row[0] for row in created], reason, "'+'", params)
     return created
+
+
+def _insert_inspection_history(
+    cursor, ids: list[int], reason: str, history_type: str, params: dict
+) -> None:
+    """Insert a history row for each inspection of `ids`; `reason` is SQL over the row `r`."""
+    if ids:
+        source = f"FROM monitoring_inspection r WHERE {in_parameter('r.id', 'ids')}"
+        ids_param = {"ids": in_parameter_value(ids)}
+        _insert_history(cursor, Inspection, source, reason, history_type, params | ids_param)
 
 
 def _mark_overdue(cursor, params: dict) -> int:
@@ -583,12 +591,7 @@ def _mark_overdue(cursor, params: dict) -> int:
         params,
     )
     ids = [row[0] for row in cursor.fetchall()]
-    if ids:
-        source = f"FROM monitoring_inspection r WHERE {in_parameter('r.id', 'ids')}"
-        reason = "%(reason_prefix)s || 'overdue'"
-        _insert_history(
-            cursor, Inspection, source, reason, "'~'", params | {"ids": in_parameter_value(ids)}
-        )
+    _insert_inspection_history(cursor, ids, "%(reason_prefix)s || 'overdue'", "'~'", params)
     return len(ids)
 
 
@@ -613,12 +616,7 @@ def _cancel_closed(cursor, params: dict) -> int:
         params,
     )
     ids = [row[0] for row in cursor.fetchall()]
-    if ids:
-        source = f"FROM monitoring_inspection r WHERE {in_parameter('r.id', 'ids')}"
-        reason = "%(reason_prefix)s || 'loan closed'"
-        _insert_history(
-            cursor, Inspection, source, reason, "'~'", params | {"ids": in_parameter_value(ids)}
-        )
+    _insert_inspection_history(cursor, ids, "%(reason_prefix)s || 'loan closed'", "'~'", params)
     return len(ids)
 
 
